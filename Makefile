@@ -1,0 +1,33 @@
+# Daybook. `make run` starts the whole system; `make test` runs every test
+# against the real Postgres and Redis on their default local ports.
+
+GO        ?= go
+GOLANGCI  ?= $(shell go env GOPATH)/bin/golangci-lint
+ADDR      ?= 127.0.0.1:8080
+
+.PHONY: run test lint bench build services openapi
+
+services:
+	@scripts/services.sh
+
+run: services
+	$(GO) run ./cmd/daybook run
+
+build:
+	$(GO) build -o bin/daybook ./cmd/daybook
+
+test: services
+	$(GO) test -race -count=1 -timeout 10m ./...
+
+lint:
+	@test -x $(GOLANGCI) || $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
+	$(GOLANGCI) run ./...
+
+# Go benchmarks, then the ingest load tool against a freshly started instance
+# (rate limit off, its own Redis key prefix), which stops itself.
+bench: services build
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./gate/ ./ingest/
+	scripts/bench-ingest.sh
+
+openapi:
+	@$(GO) run ./cmd/daybook openapi

@@ -1,0 +1,227 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/google/uuid"
+
+	"github.com/daybook/daybook/gate"
+	"github.com/daybook/daybook/ingest"
+	"github.com/daybook/daybook/observability"
+)
+
+// EventIn is one event as a client sends it.
+type EventIn struct {
+	EventID    string         `json:"event_id,omitempty" maxLength:"255" doc:"The client's id for the event; the idempotency key unless X-Idempotency-Key is sent."`
+	Source     string         `json:"source" minLength:"1" maxLength:"100" pattern:"^[a-z0-9][a-z0-9_.-]*$" doc:"Where the event comes from; order_updates feeds the orders projection."`
+	Type       string         `json:"type" minLength:"1" maxLength:"100"`
+	OrderID    string         `json:"order_id,omitempty" maxLength:"100"`
+	Payload    map[string]any `json:"payload" doc:"The event's data: any JSON object. Numbers keep their exact text."`
+	OccurredAt *time.Time     `json:"occurred_at,omitempty" doc:"When the event happened (RFC 3339); orders use it to ignore late, older updates."`
+}
+
+// IngestResult is the answer for one event.
+type IngestResult struct {
+	ID             string `json:"id" doc:"The event's id (the original's, for a duplicate)."`
+	IdempotencyKey string `json:"idempotency_key"`
+	Status         string `json:"status" enum:"PENDING,PROCESSING,COMPLETED,FAILED"`
+	Duplicate      bool   `json:"duplicate"`
+}
+
+type ingestInput struct {
+	IdempotencyKey string `header:"X-Idempotency-Key" maxLength:"255" doc:"Deduplication key; defaults to event_id, else the SHA-256 of the canonical body."`
+	APIKey         string `header:"X-API-Key" doc:"Required when DAYBOOK_API_KEYS is set."`
+	Signature      string `header:"X-Signature" doc:"sha256=<hex HMAC-SHA256 of the body>, required when DAYBOOK_HMAC_SECRET is set."`
+	RawBody        []byte
+	Body           EventIn
+}
+
+type ingestOutput struct {
+	Status int
+	Body   IngestResult
+}
+
+type batchInput struct {
+	APIKey    string `header:"X-API-Key"`
+	Signature string `header:"X-Signature"`
+	RawBody   []byte
+	Body      struct {
+		Events []EventIn `json:"events" minItems:"1" maxItems:"1000"`
+	}
+}
+
+type batchOutput struct {
+	Body struct {
+		Items []IngestResult `json:"items" doc:"One result per event, in order."`
+	}
+}
+
+func (s *Server) registerIngest() {
+	huma.Register(s.api, huma.Operation{
+		OperationID: "ingestEvent", Method: http.MethodPost, Path: "/events/ingest", Tags: []string{"Ingestion"},
+		Summary:       "Accept one event",
+		Description:   "202 when the event is durably on the queue; 200 with duplicate=true when its idempotency key was seen before.",
+		MaxBodyBytes:  EventBodyBytesMax,
+		DefaultStatus: http.StatusAccepted,
+		Errors:        []int{400, 401, 413, 422, 429, 503},
+		Security:      []map[string][]string{{"apiKey": {}}},
+	}, s.ingestOne)
+
+	huma.Register(s.api, huma.Operation{
+		OperationID: "ingestBatch", Method: http.MethodPost, Path: "/events/ingest/batch", Tags: []string{"Ingestion"},
+		Summary:      "Accept up to 1,000 events",
+		Description:  "One result per event, in order. The batch is validated as a whole; the rate limit counts every event.",
+		MaxBodyBytes: BatchBodyBytesMax,
+		Errors:       []int{400, 401, 413, 422, 429, 503},
+		Security:     []map[string][]string{{"apiKey": {}}},
+	}, s.ingestBatch)
+}
+
+func (s *Server) ingestOne(ctx context.Context, in *ingestInput) (*ingestOutput, error) {
+	var raw struct {
+		Payload json.RawMessage `json:"payload"`
+	}
+	if err := json.Unmarshal(in.RawBody, &raw); err != nil {
+		return nil, huma.Error400BadRequest("malformed JSON", err)
+	}
+	canonical, err := ingest.Canonical(in.RawBody)
+	if err != nil {
+		return nil, huma.Error400BadRequest("malformed JSON", err)
+	}
+	adm, ev, err := s.admission(ctx, in.Body, raw.Payload, ingest.IdempotencyKey(in.IdempotencyKey, in.Body.EventID, canonical))
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.deps.Gate.Admit(ctx, adm)
+	if err != nil {
+		s.deps.Metrics.EventsIngested.WithLabelValues("unavailable").Inc()
+		return nil, unavailable("the queue cannot take the event now; nothing was accepted", err)
+	}
+	out, err := s.result(ctx, ev, res)
+	if err != nil {
+		return nil, err
+	}
+	status := http.StatusAccepted
+	if out.Duplicate {
+		status = http.StatusOK
+	}
+	return &ingestOutput{Status: status, Body: out}, nil
+}
+
+func (s *Server) ingestBatch(ctx context.Context, in *batchInput) (*batchOutput, error) {
+	var raw struct {
+		Events []json.RawMessage `json:"events"`
+	}
+	if err := json.Unmarshal(in.RawBody, &raw); err != nil || len(raw.Events) != len(in.Body.Events) {
+		return nil, huma.Error400BadRequest("malformed JSON", err)
+	}
+	adms := make([]gate.Admission, len(in.Body.Events))
+	events := make([]ingest.Event, len(in.Body.Events))
+	for i, item := range in.Body.Events {
+		if len(raw.Events[i]) > EventBodyBytesMax {
+			return nil, huma.Error413RequestEntityTooLarge(fmt.Sprintf("events[%d] is larger than %d bytes", i, EventBodyBytesMax))
+		}
+		var itemRaw struct {
+			Payload json.RawMessage `json:"payload"`
+		}
+		if err := json.Unmarshal(raw.Events[i], &itemRaw); err != nil {
+			return nil, huma.Error400BadRequest("malformed JSON", err)
+		}
+		canonical, err := ingest.Canonical(raw.Events[i])
+		if err != nil {
+			return nil, huma.Error400BadRequest("malformed JSON", err)
+		}
+		adms[i], events[i], err = s.admission(ctx, item, itemRaw.Payload, ingest.IdempotencyKey("", item.EventID, canonical))
+		if err != nil {
+			return nil, err
+		}
+	}
+	results, err := s.deps.Gate.AdmitBatch(ctx, adms)
+	switch {
+	case errors.Is(err, gate.ErrBatchOverBurst):
+		return nil, huma.Error422UnprocessableEntity("the batch has more events than the client's rate-limit burst allows in one request; send smaller batches")
+	case err != nil && !errors.Is(err, gate.ErrEnqueue):
+		s.deps.Metrics.EventsIngested.WithLabelValues("unavailable").Add(float64(len(adms)))
+		return nil, unavailable("the queue cannot take the events now; nothing was accepted", err)
+	case err != nil && (len(results) == 0 || results[0].Outcome == gate.NotAdmitted):
+		s.deps.Metrics.EventsIngested.WithLabelValues("unavailable").Add(float64(len(adms)))
+		return nil, unavailable("the queue cannot take the events now; nothing was accepted", err)
+	}
+	out := &batchOutput{}
+	out.Body.Items = make([]IngestResult, 0, len(results))
+	for i, res := range results {
+		if res.Outcome == gate.NotAdmitted {
+			// The queue refused from here on; earlier items are accepted. The
+			// client retries the whole batch: accepted items come back as duplicates.
+			s.deps.Metrics.EventsIngested.WithLabelValues("unavailable").Add(float64(len(results) - i))
+			return nil, unavailable(fmt.Sprintf("the queue refused events from index %d on; retry the batch (events before it are deduplicated)", i), err)
+		}
+		r, err := s.result(ctx, events[i], res)
+		if err != nil {
+			return nil, err
+		}
+		out.Body.Items = append(out.Body.Items, r)
+	}
+	return out, nil
+}
+
+// admission turns a validated event into what the gate needs.
+func (s *Server) admission(ctx context.Context, in EventIn, payload json.RawMessage, key string) (gate.Admission, ingest.Event, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return gate.Admission{}, ingest.Event{}, fmt.Errorf("new event id: %w", err)
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, payload); err != nil {
+		return gate.Admission{}, ingest.Event{}, huma.Error400BadRequest("malformed payload", err)
+	}
+	ev := ingest.Event{
+		ID: id, IdempotencyKey: key, Source: in.Source, Type: in.Type, OrderID: in.OrderID,
+		Payload: compact.Bytes(), OccurredAt: in.OccurredAt, ReceivedAt: time.Now().UTC(),
+		CorrelationID: observability.CorrelationID(ctx),
+	}
+	body, err := ev.Encode()
+	if err != nil {
+		return gate.Admission{}, ingest.Event{}, err
+	}
+	md, _ := json.Marshal(map[string]string{"correlation_id": ev.CorrelationID})
+	return gate.Admission{
+		ClientID: clientID(ctx), IdempotencyKey: key, EventID: id.String(), MessageUUID: uuid.NewString(),
+		Payload: body, MetadataJSON: string(md),
+		Pending: map[string]string{
+			"idempotency_key": key, "source": ev.Source, "type": ev.Type,
+			"received_at": ev.ReceivedAt.Format(time.RFC3339Nano),
+		},
+	}, ev, nil
+}
+
+// result maps the gate's answer for one event to the API's.
+func (s *Server) result(ctx context.Context, ev ingest.Event, res gate.Result) (IngestResult, error) {
+	switch res.Outcome {
+	case gate.Accepted:
+		s.deps.Metrics.EventsIngested.WithLabelValues("accepted").Inc()
+		return IngestResult{ID: ev.ID.String(), IdempotencyKey: ev.IdempotencyKey, Status: string(ingest.StatusPending)}, nil
+	case gate.Duplicate:
+		s.deps.Metrics.EventsIngested.WithLabelValues("duplicate").Inc()
+		status := ingest.StatusPending
+		if id, err := uuid.Parse(res.EventID); err == nil {
+			if rec, err := s.deps.Events.Get(ctx, id); err == nil {
+				status = rec.Status
+			}
+		}
+		return IngestResult{ID: res.EventID, IdempotencyKey: ev.IdempotencyKey, Status: string(status), Duplicate: true}, nil
+	case gate.RateLimited:
+		s.deps.Metrics.EventsIngested.WithLabelValues("rate_limited").Inc()
+		return IngestResult{}, retryAfter(huma.Error429TooManyRequests("over the client's rate limit"), res.RetryAfter)
+	default:
+		s.deps.Metrics.EventsIngested.WithLabelValues("unavailable").Inc()
+		return IngestResult{}, unavailable("the queue did not take the event", nil)
+	}
+}

@@ -1,0 +1,183 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/google/uuid"
+
+	"github.com/daybook/daybook/observability"
+)
+
+type clientKey struct{}
+
+// clientID is who the rate limit counts against: the API key (hashed) when
+// there is one, else the remote address.
+func clientID(ctx context.Context) string {
+	id, _ := ctx.Value(clientKey{}).(string)
+	return id
+}
+
+// authenticate checks the API key and HMAC signature of ingest requests and
+// the bearer token of admin requests, when each is configured, before any
+// parsing: a request that fails here costs almost nothing.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		path := r.URL.Path
+		switch {
+		case strings.HasPrefix(path, "/events/ingest"):
+			apiKey := r.Header.Get("X-API-Key")
+			if len(s.cfg.APIKeys) > 0 && !oneOf(apiKey, s.cfg.APIKeys) {
+				s.deps.Metrics.EventsIngested.WithLabelValues("unauthorized").Inc()
+				writeProblem(w, http.StatusUnauthorized, "missing or unknown X-API-Key")
+				return
+			}
+			id := remoteHost(r)
+			if apiKey != "" {
+				sum := sha256.Sum256([]byte(apiKey))
+				id = "key:" + hex.EncodeToString(sum[:8])
+			}
+			r = r.WithContext(context.WithValue(r.Context(), clientKey{}, id))
+			if s.cfg.HMACSecret != "" {
+				limit := int64(EventBodyBytesMax)
+				if path == "/events/ingest/batch" {
+					limit = BatchBodyBytesMax
+				}
+				body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+				if err != nil {
+					writeProblem(w, http.StatusBadRequest, "cannot read body")
+					return
+				}
+				if int64(len(body)) > limit {
+					writeProblem(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(limit, 10)+" bytes")
+					return
+				}
+				if !validSignature(s.cfg.HMACSecret, body, r.Header.Get("X-Signature")) {
+					s.deps.Metrics.EventsIngested.WithLabelValues("unauthorized").Inc()
+					writeProblem(w, http.StatusUnauthorized, "missing or wrong X-Signature (want sha256=<hex HMAC-SHA256 of the body>)")
+					return
+				}
+				r.Body = io.NopCloser(bytes.NewReader(body))
+			}
+		case strings.HasPrefix(path, "/admin/"):
+			if s.cfg.AdminToken != "" {
+				token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+				if !ok || !equal(token, s.cfg.AdminToken) {
+					w.Header().Set("WWW-Authenticate", `Bearer realm="daybook-admin"`)
+					writeProblem(w, http.StatusUnauthorized, "admin routes need Authorization: Bearer <DAYBOOK_ADMIN_TOKEN>")
+					return
+				}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// equal compares secrets in constant time; hashing first makes the time
+// independent of the lengths too.
+func equal(a, b string) bool {
+	ha, hb := sha256.Sum256([]byte(a)), sha256.Sum256([]byte(b))
+	return subtle.ConstantTimeCompare(ha[:], hb[:]) == 1
+}
+
+func oneOf(key string, keys []string) bool {
+	found := 0
+	for _, k := range keys {
+		if equal(key, k) {
+			found = 1 // no early return: every key is compared
+		}
+	}
+	return key != "" && found == 1
+}
+
+func validSignature(secret string, body []byte, header string) bool {
+	sig, ok := strings.CutPrefix(header, "sha256=")
+	if !ok {
+		return false
+	}
+	got, err := hex.DecodeString(sig)
+	if err != nil {
+		return false
+	}
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	return hmac.Equal(got, mac.Sum(nil))
+}
+
+func remoteHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// correlate gives every request a correlation id (the client's
+// X-Correlation-ID when it is sane, else a new one), echoed in the response
+// and carried to the worker in message metadata.
+func (s *Server) correlate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("X-Correlation-ID")
+		if id == "" || len(id) > 128 || strings.ContainsAny(id, " \t\r\n\"") {
+			id = uuid.NewString()
+		}
+		w.Header().Set("X-Correlation-ID", id)
+		next.ServeHTTP(w, r.WithContext(observability.WithCorrelationID(r.Context(), id)))
+	})
+}
+
+// instrument records request durations by route template.
+func (s *Server) instrument(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		route := new(string) // filled in by the huma middleware routeLabel
+		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), patternKey{}, route)))
+		if *route == "" {
+			*route = "other"
+		}
+		s.deps.Metrics.HTTPRequestDuration.WithLabelValues(r.Method, *route, strconv.Itoa(rec.status)).Observe(time.Since(start).Seconds())
+	})
+}
+
+type patternKey struct{}
+
+// routeLabel tells instrument which operation served the request, so the
+// histogram is labelled by path template, not by raw path.
+func routeLabel(ctx huma.Context, next func(huma.Context)) {
+	if p, ok := ctx.Context().Value(patternKey{}).(*string); ok {
+		*p = ctx.Operation().Path
+	}
+	next(ctx)
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// writeProblem answers with an RFC 9457 problem in huma's shape.
+func writeProblem(w http.ResponseWriter, status int, detail string) {
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(huma.ErrorModel{Title: http.StatusText(status), Status: status, Detail: detail})
+}

@@ -1,0 +1,117 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/danielgtaylor/huma/v2/adapters/humago"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/daybook/daybook/deadletter"
+	"github.com/daybook/daybook/gate"
+	"github.com/daybook/daybook/ingest"
+	"github.com/daybook/daybook/observability"
+	"github.com/daybook/daybook/replay"
+)
+
+// Config holds the API's security settings; an empty value turns that check off.
+type Config struct {
+	APIKeys    []string
+	AdminToken string
+	HMACSecret string
+	// RequestTimeout bounds one request's handler.
+	RequestTimeout time.Duration
+}
+
+// Deps are the API's collaborators.
+type Deps struct {
+	Pool     *pgxpool.Pool
+	Redis    redis.UniversalClient
+	Gate     *gate.Gate
+	Events   *ingest.Store
+	Dead     *deadletter.Store
+	Replayer *replay.Replayer
+	Metrics  *observability.Metrics
+	Logger   *slog.Logger
+	// QueueReady checks that the queue can take messages (for /ready).
+	QueueReady func(context.Context) error
+}
+
+// Server is the HTTP API.
+type Server struct {
+	deps    Deps
+	cfg     Config
+	api     huma.API
+	handler http.Handler
+}
+
+// Limits of the HTTP contract.
+const (
+	EventBodyBytesMax = 256 << 10
+	BatchBodyBytesMax = 16 << 20
+	ListLimitDefault  = 50
+)
+
+// New builds the server and registers every operation.
+func New(deps Deps, cfg Config) *Server {
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = 10 * time.Second
+	}
+	mux := http.NewServeMux()
+	hcfg := huma.DefaultConfig("Daybook", "1.0.0")
+	hcfg.CreateHooks = nil // no $schema links in bodies: responses keep the documented shape
+	hcfg.Info.Description = "Event ingestion engine and double-entry ledger on one event-sourced core."
+	hcfg.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
+		"apiKey": {Type: "apiKey", In: "header", Name: "X-API-Key"},
+		"admin":  {Type: "http", Scheme: "bearer"},
+	}
+	hapi := humago.New(mux, hcfg)
+	hapi.UseMiddleware(routeLabel)
+	s := &Server{deps: deps, cfg: cfg, api: hapi}
+	s.registerIngest()
+	s.registerEvents()
+	s.registerAdmin()
+	s.registerOps()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(deps.Metrics.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path)
+	})
+	s.handler = s.instrument(s.correlate(s.authenticate(mux)))
+	return s
+}
+
+// Handler is the whole HTTP handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// API exposes the huma API (for printing the OpenAPI document).
+func (s *Server) API() huma.API { return s.api }
+
+// OpenAPI builds the document without any dependency: `daybook openapi` uses it.
+func OpenAPI() *huma.OpenAPI {
+	return New(Deps{Metrics: observability.NewMetrics(), Logger: slog.New(slog.DiscardHandler)}, Config{}).api.OpenAPI()
+}
+
+// retryAfter attaches a Retry-After header (whole seconds, at least 1) to err.
+func retryAfter(err error, d time.Duration) error {
+	secs := int((d + time.Second - 1) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	return huma.ErrorWithHeaders(err, http.Header{"Retry-After": {strconv.Itoa(secs)}})
+}
+
+// unavailable is the 503 for a dependency that cannot take the request.
+func unavailable(msg string, err error) error {
+	return retryAfter(huma.Error503ServiceUnavailable(msg, err), time.Second)
+}
+
+func isTimeout(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded)
+}

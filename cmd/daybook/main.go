@@ -1,0 +1,81 @@
+// Command daybook is the only binary: the API, the worker, and the
+// operator's commands (migrate, dlq, openapi).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `daybook — event ingestion engine and double-entry ledger
+
+usage:
+  daybook run                    API + worker in one process (the local default)
+  daybook serve                  the HTTP API alone
+  daybook worker                 consumers, outbox relay, stuck-event rescuer
+  daybook migrate up|down [N]|status
+  daybook dlq list [--all]       dead letters waiting for a replay
+  daybook dlq replay ID|--all    put dead letters back on the queue
+  daybook openapi [--json]       print the OpenAPI 3.1 document
+
+configuration comes from the environment (see README.md).
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes one command and returns the exit code.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "run":
+		err = serve(ctx, roleAPI|roleWorker)
+	case "serve":
+		err = serve(ctx, roleAPI)
+	case "worker":
+		err = serve(ctx, roleWorker)
+	case "migrate":
+		err = migrate(ctx, args[1:], stdout)
+	case "dlq":
+		err = dlq(ctx, args[1:], stdout)
+	case "openapi":
+		err = printOpenAPI(args[1:], stdout)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "daybook: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	var usageErr usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &usageErr):
+		fmt.Fprintf(stderr, "daybook: %v\n\n%s", err, usage)
+		return 2
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	default:
+		fmt.Fprintf(stderr, "daybook: %v\n", err)
+		return 1
+	}
+}
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }

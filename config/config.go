@@ -1,0 +1,174 @@
+// Package config reads Daybook's settings from the environment. It owns the
+// names and defaults of every DAYBOOK_* variable and nothing else.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Queue transports.
+const (
+	QueueRedis = "redis"
+	QueueSQS   = "sqs"
+)
+
+// Config is the whole service configuration. Zero durations mean "use the default".
+type Config struct {
+	DatabaseURL string
+	RedisURL    string
+	HTTPAddr    string
+	Queue       string
+	ArchiveURL  string
+
+	// Security: an empty value turns that check off (logged as a warning at start).
+	APIKeys    []string
+	AdminToken string
+	HMACSecret string
+
+	// RateLimit is requests (events) per second per client; the burst equals it. 0 = off.
+	RateLimit float64
+	// IdempotencyTTL is how long the Redis fast path remembers a key.
+	IdempotencyTTL time.Duration
+	// KeyPrefix namespaces every Redis key and stream (tests use their own).
+	KeyPrefix string
+
+	LedgerLock string
+
+	Worker Worker
+
+	// ShutdownTimeout bounds the drain after SIGTERM.
+	ShutdownTimeout time.Duration
+	LogLevel        string
+}
+
+// Worker holds the settings of the queue consumers.
+type Worker struct {
+	// Consumers is how many stream consumers run in parallel in one process.
+	Consumers int
+	// MaxAttempts is how many times an event is tried before it is dead-lettered.
+	MaxAttempts int
+	// RetryBackoff is the first retry delay; it doubles up to RetryBackoffMax.
+	RetryBackoff    time.Duration
+	RetryBackoffMax time.Duration
+	// StuckAfter is how long an event may stay PROCESSING (or PENDING without progress) before the rescuer re-enqueues it.
+	StuckAfter time.Duration
+	// RescueInterval is how often the rescuer looks.
+	RescueInterval time.Duration
+	// ClaimIdle is how long a delivered, unacknowledged message waits before another consumer claims it.
+	ClaimIdle time.Duration
+	// BreakerProbeInterval is how often an open circuit breaker checks Postgres.
+	BreakerProbeInterval time.Duration
+	// AttemptTimeout bounds one processing attempt.
+	AttemptTimeout time.Duration
+}
+
+// Load reads the configuration through getenv (os.Getenv in production).
+func Load(getenv func(string) string) (Config, error) {
+	env := func(name, fallback string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		return fallback
+	}
+	var errs []error
+	duration := func(name string, fallback time.Duration) time.Duration {
+		v := getenv(name)
+		if v == "" {
+			return fallback
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("%s=%q: want a positive duration such as 30s", name, v))
+			return fallback
+		}
+		return d
+	}
+	integer := func(name string, fallback int) int {
+		v := getenv(name)
+		if v == "" {
+			return fallback
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			errs = append(errs, fmt.Errorf("%s=%q: want a positive integer", name, v))
+			return fallback
+		}
+		return n
+	}
+
+	cfg := Config{
+		DatabaseURL:     env("DATABASE_URL", "postgres://postgres@localhost:5432/daybook?sslmode=disable"),
+		RedisURL:        env("REDIS_URL", "redis://localhost:6379/0"),
+		HTTPAddr:        env("DAYBOOK_HTTP_ADDR", ":8080"),
+		Queue:           env("DAYBOOK_QUEUE", QueueRedis),
+		ArchiveURL:      env("DAYBOOK_ARCHIVE_URL", "file://./var/archive"),
+		APIKeys:         splitList(getenv("DAYBOOK_API_KEYS")),
+		AdminToken:      getenv("DAYBOOK_ADMIN_TOKEN"),
+		HMACSecret:      getenv("DAYBOOK_HMAC_SECRET"),
+		IdempotencyTTL:  duration("DAYBOOK_IDEMPOTENCY_TTL", 24*time.Hour),
+		KeyPrefix:       getenv("DAYBOOK_REDIS_PREFIX"),
+		LedgerLock:      env("DAYBOOK_LEDGER_LOCK", "postgres"),
+		ShutdownTimeout: duration("DAYBOOK_SHUTDOWN_TIMEOUT", 10*time.Second),
+		LogLevel:        env("DAYBOOK_LOG_LEVEL", "info"),
+		Worker: Worker{
+			Consumers:            integer("DAYBOOK_WORKER_CONSUMERS", 16),
+			MaxAttempts:          integer("DAYBOOK_MAX_ATTEMPTS", 5),
+			RetryBackoff:         duration("DAYBOOK_RETRY_BACKOFF", time.Second),
+			RetryBackoffMax:      duration("DAYBOOK_RETRY_BACKOFF_MAX", 8*time.Second),
+			StuckAfter:           duration("DAYBOOK_STUCK_AFTER", 30*time.Second),
+			RescueInterval:       duration("DAYBOOK_RESCUE_INTERVAL", 5*time.Second),
+			ClaimIdle:            duration("DAYBOOK_CLAIM_IDLE", 30*time.Second),
+			BreakerProbeInterval: duration("DAYBOOK_BREAKER_PROBE_INTERVAL", 30*time.Second),
+			AttemptTimeout:       duration("DAYBOOK_ATTEMPT_TIMEOUT", 10*time.Second),
+		},
+	}
+
+	rate := env("DAYBOOK_RATE_LIMIT", "1000")
+	r, err := strconv.ParseFloat(rate, 64)
+	if err != nil || r < 0 {
+		errs = append(errs, fmt.Errorf("DAYBOOK_RATE_LIMIT=%q: want a number of requests per second (0 = off)", rate))
+	}
+	cfg.RateLimit = r
+
+	if err := cfg.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return cfg, errors.Join(errs...)
+}
+
+// FromEnv reads the process environment.
+func FromEnv() (Config, error) { return Load(os.Getenv) }
+
+// Validate reports settings that cannot work together.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Queue != QueueRedis && c.Queue != QueueSQS {
+		errs = append(errs, fmt.Errorf("DAYBOOK_QUEUE=%q: want %q or %q", c.Queue, QueueRedis, QueueSQS))
+	}
+	if c.LedgerLock != "postgres" && c.LedgerLock != "redis" {
+		errs = append(errs, fmt.Errorf("DAYBOOK_LEDGER_LOCK=%q: want postgres or redis", c.LedgerLock))
+	}
+	if c.Worker.RetryBackoffMax < c.Worker.RetryBackoff {
+		errs = append(errs, errors.New("DAYBOOK_RETRY_BACKOFF_MAX must not be below DAYBOOK_RETRY_BACKOFF"))
+	}
+	if c.Worker.StuckAfter <= c.Worker.AttemptTimeout {
+		// An attempt still running must never be taken for a stuck one.
+		errs = append(errs, errors.New("DAYBOOK_STUCK_AFTER must exceed DAYBOOK_ATTEMPT_TIMEOUT"))
+	}
+	return errors.Join(errs...)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if p := strings.TrimSpace(part); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

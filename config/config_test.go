@@ -1,0 +1,55 @@
+package config
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestLoad_DefaultsMatchDesign(t *testing.T) {
+	t.Parallel()
+	cfg, err := Load(envOf(nil))
+	require.NoError(t, err)
+	require.Equal(t, "postgres://postgres@localhost:5432/daybook?sslmode=disable", cfg.DatabaseURL)
+	require.Equal(t, "redis://localhost:6379/0", cfg.RedisURL)
+	require.Equal(t, ":8080", cfg.HTTPAddr)
+	require.Equal(t, QueueRedis, cfg.Queue)
+	require.Equal(t, "file://./var/archive", cfg.ArchiveURL)
+	require.Equal(t, 1000.0, cfg.RateLimit)
+	require.Equal(t, "postgres", cfg.LedgerLock)
+	require.Equal(t, 24*time.Hour, cfg.IdempotencyTTL)
+	require.Equal(t, 5, cfg.Worker.MaxAttempts)
+	require.Equal(t, time.Second, cfg.Worker.RetryBackoff)
+	require.Equal(t, 8*time.Second, cfg.Worker.RetryBackoffMax)
+	require.Equal(t, 30*time.Second, cfg.Worker.StuckAfter)
+	require.Equal(t, 30*time.Second, cfg.Worker.BreakerProbeInterval)
+	require.Equal(t, 10*time.Second, cfg.ShutdownTimeout)
+	require.Empty(t, cfg.APIKeys)
+}
+
+func TestLoad_ParsesLists(t *testing.T) {
+	t.Parallel()
+	cfg, err := Load(envOf(map[string]string{"DAYBOOK_API_KEYS": " a, b ,,c", "DAYBOOK_RATE_LIMIT": "0"}))
+	require.NoError(t, err)
+	require.Equal(t, []string{"a", "b", "c"}, cfg.APIKeys)
+	require.Zero(t, cfg.RateLimit)
+}
+
+func TestLoad_RejectsBadValuesNamingTheVariable(t *testing.T) {
+	t.Parallel()
+	_, err := Load(envOf(map[string]string{
+		"DAYBOOK_QUEUE":            "kafka",
+		"DAYBOOK_RATE_LIMIT":       "fast",
+		"DAYBOOK_STUCK_AFTER":      "-1s",
+		"DAYBOOK_WORKER_CONSUMERS": "0",
+	}))
+	require.Error(t, err)
+	for _, name := range []string{"DAYBOOK_QUEUE", "DAYBOOK_RATE_LIMIT", "DAYBOOK_STUCK_AFTER", "DAYBOOK_WORKER_CONSUMERS"} {
+		require.Contains(t, err.Error(), name)
+	}
+}

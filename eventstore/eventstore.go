@@ -1,0 +1,158 @@
+package eventstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// LogTopic is where the outbox relay publishes every appended event.
+const LogTopic = "daybook.log"
+
+// ExpectNew is the expected version of a stream that must not exist yet.
+const ExpectNew int64 = 0
+
+// appendBatchMax bounds how many events one append may carry.
+const appendBatchMax = 1000
+
+// ErrVersionConflict means another writer appended to the stream first.
+var ErrVersionConflict = errors.New("event stream version conflict")
+
+// NewEvent is an event about to be appended.
+type NewEvent struct {
+	Type     string
+	Data     json.RawMessage
+	Metadata map[string]string
+}
+
+// Recorded is an event as the log holds it.
+type Recorded struct {
+	Position   int64
+	EventID    uuid.UUID
+	StreamID   string
+	Version    int64
+	Type       string
+	Data       json.RawMessage
+	Metadata   map[string]string
+	RecordedAt time.Time
+}
+
+// AppendTx appends events to streamID inside tx, expecting the stream to be
+// at expectedVersion (ExpectNew for a new stream), and writes one outbox
+// message per event to LogTopic in the same transaction.
+func AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expectedVersion int64, events ...NewEvent) ([]Recorded, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	if len(events) > appendBatchMax {
+		return nil, fmt.Errorf("append %d events: at most %d at once", len(events), appendBatchMax)
+	}
+	recorded := make([]Recorded, len(events))
+	batch := &pgx.Batch{}
+	for i, e := range events {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return nil, fmt.Errorf("new event id: %w", err)
+		}
+		if !json.Valid(e.Data) {
+			return nil, fmt.Errorf("append %s: data is not valid JSON", e.Type)
+		}
+		md := e.Metadata
+		if md == nil {
+			md = map[string]string{}
+		}
+		r := Recorded{EventID: id, StreamID: streamID, Version: expectedVersion + int64(i) + 1, Type: e.Type, Data: e.Data, Metadata: md}
+		batch.Queue(`INSERT INTO event_log (event_id, stream_id, stream_version, event_type, data, metadata)
+			VALUES ($1, $2, $3, $4, $5, $6) RETURNING position, recorded_at`,
+			r.EventID, r.StreamID, r.Version, r.Type, []byte(r.Data), r.Metadata,
+		).QueryRow(func(row pgx.Row) error {
+			return row.Scan(&recorded[i].Position, &recorded[i].RecordedAt)
+		})
+		recorded[i].EventID, recorded[i].StreamID, recorded[i].Version = r.EventID, r.StreamID, r.Version
+		recorded[i].Type, recorded[i].Data, recorded[i].Metadata = r.Type, r.Data, r.Metadata
+	}
+	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "event_log_stream_id_stream_version_key" {
+			return nil, fmt.Errorf("append to %s at version %d: %w", streamID, expectedVersion, ErrVersionConflict)
+		}
+		return nil, fmt.Errorf("append to %s: %w", streamID, err)
+	}
+	if err := publishTx(ctx, tx, recorded); err != nil {
+		return nil, err
+	}
+	return recorded, nil
+}
+
+// StreamVersion returns the current version of a stream (0 when it has no events).
+func StreamVersion(ctx context.Context, q Querier, streamID string) (int64, error) {
+	var v int64
+	err := q.QueryRow(ctx, `SELECT coalesce(max(stream_version), 0) FROM event_log WHERE stream_id = $1`, streamID).Scan(&v)
+	if err != nil {
+		return 0, fmt.Errorf("stream version of %s: %w", streamID, err)
+	}
+	return v, nil
+}
+
+// Querier is what reads need: a pool, a connection or a transaction.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// ReadStream returns a stream's events in version order.
+func ReadStream(ctx context.Context, q Querier, streamID string) ([]Recorded, error) {
+	rows, err := q.Query(ctx, selectRecorded+` WHERE stream_id = $1 ORDER BY stream_version`, streamID)
+	if err != nil {
+		return nil, fmt.Errorf("read stream %s: %w", streamID, err)
+	}
+	return collect(rows)
+}
+
+// ReadParams selects a page of the log in position order.
+type ReadParams struct {
+	AfterPosition int64
+	// Types restricts the page to these event types; empty means all.
+	Types []string
+	Limit int
+}
+
+// readPageMax bounds one page of the log.
+const readPageMax = 10_000
+
+// Read returns up to Limit events after AfterPosition. Rebuilds page through
+// the whole log with it.
+func Read(ctx context.Context, q Querier, p ReadParams) ([]Recorded, error) {
+	if p.Limit <= 0 || p.Limit > readPageMax {
+		p.Limit = readPageMax
+	}
+	rows, err := q.Query(ctx, selectRecorded+`
+		WHERE position > $1 AND (cardinality($2::text[]) = 0 OR event_type = ANY($2))
+		ORDER BY position LIMIT $3`, p.AfterPosition, p.Types, p.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("read log after %d: %w", p.AfterPosition, err)
+	}
+	return collect(rows)
+}
+
+const selectRecorded = `SELECT position, event_id, stream_id, stream_version, event_type, data, metadata, recorded_at FROM event_log`
+
+func collect(rows pgx.Rows) ([]Recorded, error) {
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Recorded, error) {
+		var r Recorded
+		var data []byte
+		err := row.Scan(&r.Position, &r.EventID, &r.StreamID, &r.Version, &r.Type, &data, &r.Metadata, &r.RecordedAt)
+		r.Data = data
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("scan events: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,121 @@
+package eventstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/components/forwarder"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// outboxTopic is the forwarder's topic; its messages live in table outbox.
+const outboxTopic = "daybook_outbox"
+
+// Metadata keys every log message carries.
+const (
+	MetaEventType = "event_type"
+	MetaStreamID  = "stream_id"
+	MetaVersion   = "stream_version"
+	MetaPosition  = "position"
+)
+
+func outboxTable(string) string { return "outbox" }
+
+var (
+	outboxSchema  = wsql.PostgreSQLQueueSchema{GenerateMessagesTableName: outboxTable, GeneratePayloadType: func(string) string { return "JSON" }}
+	outboxOffsets = wsql.PostgreSQLQueueOffsetsAdapter{DeleteOnAck: true, GenerateMessagesTableName: outboxTable}
+)
+
+// LogMessage is the payload published on LogTopic for each appended event.
+type LogMessage struct {
+	EventID    string          `json:"event_id"`
+	StreamID   string          `json:"stream_id"`
+	Version    int64           `json:"stream_version"`
+	Position   int64           `json:"position"`
+	Type       string          `json:"event_type"`
+	Data       json.RawMessage `json:"data"`
+	RecordedAt time.Time       `json:"recorded_at"`
+}
+
+// publishTx writes one outbox message per recorded event, bound to tx: the
+// publish commits or rolls back with the append.
+func publishTx(ctx context.Context, tx pgx.Tx, recorded []Recorded) error {
+	pub, err := wsql.NewPublisher(wsql.TxFromPgx(tx), wsql.PublisherConfig{SchemaAdapter: outboxSchema}, watermill.NopLogger{})
+	if err != nil {
+		return fmt.Errorf("outbox publisher: %w", err)
+	}
+	out := forwarder.NewPublisher(pub, forwarder.PublisherConfig{ForwarderTopic: outboxTopic})
+	msgs := make([]*message.Message, len(recorded))
+	for i, r := range recorded {
+		payload, err := json.Marshal(LogMessage{
+			EventID: r.EventID.String(), StreamID: r.StreamID, Version: r.Version, Position: r.Position,
+			Type: r.Type, Data: r.Data, RecordedAt: r.RecordedAt,
+		})
+		if err != nil {
+			return fmt.Errorf("encode log message: %w", err)
+		}
+		msg := message.NewMessage(r.EventID.String(), payload)
+		for k, v := range r.Metadata {
+			msg.Metadata.Set(k, v)
+		}
+		msg.Metadata.Set(MetaEventType, r.Type)
+		msg.Metadata.Set(MetaStreamID, r.StreamID)
+		msg.Metadata.Set(MetaVersion, strconv.FormatInt(r.Version, 10))
+		msg.Metadata.Set(MetaPosition, strconv.FormatInt(r.Position, 10))
+		msg.SetContext(ctx)
+		msgs[i] = msg
+	}
+	if err := out.Publish(LogTopic, msgs...); err != nil {
+		return fmt.Errorf("write outbox: %w", err)
+	}
+	return nil
+}
+
+// RelayConfig configures the outbox relay.
+type RelayConfig struct {
+	// PollInterval is how often an idle relay looks for new outbox rows.
+	PollInterval time.Duration
+}
+
+// NewRelay registers on router a forwarder that moves outbox messages to
+// their destination topic through out, deleting each row once published.
+// Publishing is at-least-once: consumers of LogTopic deduplicate by event id.
+func NewRelay(pool *pgxpool.Pool, out message.Publisher, router *message.Router, logger watermill.LoggerAdapter, cfg RelayConfig) error {
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = 100 * time.Millisecond
+	}
+	sub, err := wsql.NewSubscriber(wsql.BeginnerFromPgx(pool), wsql.SubscriberConfig{
+		SchemaAdapter:    outboxSchema,
+		OffsetsAdapter:   outboxOffsets,
+		PollInterval:     cfg.PollInterval,
+		InitializeSchema: false, // the table comes from migrations
+	}, logger)
+	if err != nil {
+		return fmt.Errorf("outbox subscriber: %w", err)
+	}
+	_, err = forwarder.NewForwarder(sub, out, logger, forwarder.Config{
+		ForwarderTopic: outboxTopic,
+		HandlerName:    "outbox_relay",
+		Router:         router,
+	})
+	if err != nil {
+		return fmt.Errorf("outbox forwarder: %w", err)
+	}
+	return nil
+}
+
+// Backlog counts outbox messages not yet published.
+func Backlog(ctx context.Context, q Querier) (int64, error) {
+	var n int64
+	if err := q.QueryRow(ctx, `SELECT count(*) FROM outbox`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count outbox: %w", err)
+	}
+	return n, nil
+}

@@ -1,0 +1,33 @@
+-- Depth of one consumer group: KEYS[1] stream, ARGV[1] group, ARGV[2] count cap, ARGV[3] page size.
+-- Reply: {lag, pending}; a missing stream or group is {0, 0}.
+if redis.call('TYPE', KEYS[1])['ok'] == 'none' then
+  return {0, 0}
+end
+local cap = tonumber(ARGV[2])
+local page_size = tonumber(ARGV[3])
+
+for _, flat in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local group = {}
+  for i = 1, #flat, 2 do group[flat[i]] = flat[i + 1] end
+  if group['name'] == ARGV[1] then
+    local lag = group['lag']
+    -- Redis reports no lag once entries after the group's position were deleted; count them instead.
+    if type(lag) ~= 'number' or lag < 0 then
+      local last = group['last-delivered-id']
+      if last == '0-0' then
+        lag = redis.call('XLEN', KEYS[1])
+      else
+        lag = 0
+        local start = '(' .. last
+        while lag < cap do
+          local page = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', math.min(page_size, cap - lag))
+          if #page == 0 then break end
+          lag = lag + #page
+          start = '(' .. page[#page][1]
+        end
+      end
+    end
+    return {lag, group['pending']}
+  end
+end
+return {0, 0}

@@ -1,0 +1,384 @@
+// Package gate is the Redis admission gate of the ingestion API: in one round trip per request it
+// applies the client's token-bucket rate limit, deduplicates by idempotency key, puts the event on the
+// work stream and leaves a pending marker that answers GET /events/{id} until the worker has stored it.
+//
+// It owns every Redis key under Config.KeyPrefix (ratelimit:, idem:, pending:) and the producer side
+// of the work stream; consumers own the consumer groups. It imports go-redis and the standard library
+// only, and knows nothing of HTTP.
+//
+// Every key one script call touches is passed in KEYS, but the keys of one call hash to different
+// slots, so on Redis Cluster KeyPrefix and Stream must share a hash tag (e.g. "{daybook}").
+package gate
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Named limits.
+const (
+	// BatchSizeMax is the most events AdmitBatch takes in one call (the API's batch limit).
+	BatchSizeMax = 1000
+	// IdempotencyKeyLenMax bounds a Redis key the client chooses (a SHA-256 hex key is 64 bytes).
+	IdempotencyKeyLenMax = 256
+	// PendingFieldsMax bounds the pending marker, which holds a few fields for GET /events/{id}.
+	PendingFieldsMax = 16
+
+	// rateMin keeps bucket expiry times within what PEXPIRE accepts from Lua.
+	rateMin = 1e-6
+	// burstMax keeps token counts exact in Lua's doubles and expiry times representable.
+	burstMax = 1_000_000
+	// bucketIdleMargin is how long an idle bucket outlives its time to fill, so that it is
+	// never dropped while still partly empty because of rounding.
+	bucketIdleMargin = time.Second
+	// idempotencyTTLMin is the resolution of PX.
+	idempotencyTTLMin = time.Millisecond
+)
+
+// Errors callers tell apart.
+var (
+	// ErrEnqueue means the work stream refused an event (e.g. OOM): nothing of it was kept, so the
+	// client may retry it (the API answers 503).
+	ErrEnqueue = errors.New("enqueue")
+	// ErrBatchTooLarge means a batch holds more than BatchSizeMax events.
+	ErrBatchTooLarge = errors.New("batch too large")
+	// ErrBatchOverBurst means a batch needs more tokens than the bucket can ever hold, so it could
+	// never be admitted and a Retry-After would be a lie.
+	ErrBatchOverBurst = errors.New("batch larger than rate limit burst")
+)
+
+// Config configures a Gate. Zero values take the defaults documented on each field.
+type Config struct {
+	// KeyPrefix is prepended to every key the gate writes (not to Stream).
+	KeyPrefix string
+	// Stream is the work stream, already prefixed as the consumers know it (e.g. "daybook.events").
+	Stream string
+	// RatePerSecond is each client's sustained rate in events per second; 0 turns the limit off.
+	RatePerSecond float64
+	// Burst is the bucket capacity; default RatePerSecond rounded up, at least 1.
+	Burst int
+	// IdempotencyTTL is how long an idempotency key and a pending marker live; default 24h.
+	IdempotencyTTL time.Duration
+}
+
+const idempotencyTTLDefault = 24 * time.Hour
+
+func (c *Config) setDefaults() {
+	if c.Burst == 0 && c.RatePerSecond > 0 {
+		c.Burst = max(1, int(math.Ceil(c.RatePerSecond)))
+	}
+	if c.IdempotencyTTL == 0 {
+		c.IdempotencyTTL = idempotencyTTLDefault
+	}
+}
+
+// Validate reports whether c, with defaults applied, can be used.
+func (c Config) Validate() error {
+	switch {
+	case c.Stream == "":
+		return errors.New("stream is required")
+	case math.IsNaN(c.RatePerSecond) || math.IsInf(c.RatePerSecond, 0) || c.RatePerSecond < 0:
+		return fmt.Errorf("rate per second %v: must be 0 (unlimited) or positive", c.RatePerSecond)
+	case c.RatePerSecond > 0 && c.RatePerSecond < rateMin:
+		return fmt.Errorf("rate per second %v: below %v", c.RatePerSecond, rateMin)
+	case c.Burst < 0 || c.Burst > burstMax:
+		return fmt.Errorf("burst %d: must be within 0..%d", c.Burst, burstMax)
+	case c.RatePerSecond > 0 && c.Burst < 1:
+		return fmt.Errorf("burst %d: must be at least 1 when rate limited", c.Burst)
+	case c.IdempotencyTTL < idempotencyTTLMin:
+		return fmt.Errorf("idempotency TTL %v: below %v", c.IdempotencyTTL, idempotencyTTLMin)
+	}
+	return nil
+}
+
+// Gate admits events to the work stream. It is safe for concurrent use.
+type Gate struct {
+	client  redis.UniversalClient
+	cfg     Config
+	admit   *redis.Script
+	release *redis.Script
+}
+
+//go:embed admit.lua
+var admitLua string
+
+//go:embed release.lua
+var releaseLua string
+
+// New returns a Gate on client; cfg's zero fields take their defaults.
+func New(client redis.UniversalClient, cfg Config) (*Gate, error) {
+	if client == nil {
+		return nil, errors.New("new gate: redis client is nil")
+	}
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("new gate: %w", err)
+	}
+	return &Gate{
+		client:  client,
+		cfg:     cfg,
+		admit:   redis.NewScript(admitLua),
+		release: redis.NewScript(releaseLua),
+	}, nil
+}
+
+// Admission is one event offered to the gate.
+type Admission struct {
+	// ClientID names the rate-limit bucket.
+	ClientID string
+	// IdempotencyKey deduplicates: the first admission with a key wins for IdempotencyTTL.
+	IdempotencyKey string
+	// EventID is the id the event is stored under; a duplicate reports the original's.
+	EventID string
+	// MessageUUID, Payload and MetadataJSON become the stream entry's uuid, payload and metadata
+	// fields. MetadataJSON is a JSON object of strings; empty means "{}".
+	MessageUUID  string
+	Payload      []byte
+	MetadataJSON string
+	// Pending are the fields of the pending marker (e.g. idempotency_key, source, type,
+	// received_at); at least one, at most PendingFieldsMax.
+	Pending map[string]string
+}
+
+// Outcome is what the gate did with one admission.
+type Outcome int
+
+const (
+	// NotAdmitted is the zero Outcome: the gate kept nothing of the event. AdmitBatch reports it,
+	// next to an ErrEnqueue error, for the items from the first one the stream refused.
+	NotAdmitted Outcome = iota
+	// Accepted: the event is on the stream (Result.StreamID) and its pending marker is set.
+	Accepted
+	// Duplicate: the idempotency key was already taken; Result.EventID is the original event's id.
+	Duplicate
+	// RateLimited: the client is over its rate; retry after Result.RetryAfter.
+	RateLimited
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case NotAdmitted:
+		return "not_admitted"
+	case Accepted:
+		return "accepted"
+	case Duplicate:
+		return "duplicate"
+	case RateLimited:
+		return "rate_limited"
+	}
+	return "outcome(" + strconv.Itoa(int(o)) + ")"
+}
+
+// Result is the gate's answer for one admission.
+type Result struct {
+	Outcome Outcome
+	// EventID is the admission's own id when Accepted, the original event's id when Duplicate.
+	EventID string
+	// StreamID is the stream entry id when Accepted.
+	StreamID string
+	// RetryAfter is how long until the client's bucket holds the tokens asked for, when RateLimited;
+	// millisecond precision, so a Retry-After header rounds it up to whole seconds.
+	RetryAfter time.Duration
+}
+
+// Admit offers one event: rate limit, then deduplication, then enqueue, in one atomic round trip.
+//
+// A duplicate still takes its rate token: it is a request that costs the server as much as any other,
+// and refunding it would let a client retry in a tight loop for free. A rate-limited request is not
+// checked for duplication at all. Only an event the stream refuses (ErrEnqueue) gets its token back.
+//
+// Any Redis or connection failure is returned as an error, never as an Outcome.
+func (g *Gate) Admit(ctx context.Context, a Admission) (Result, error) {
+	results, err := g.admitBatch(ctx, []Admission{a})
+	if err != nil {
+		return Result{}, fmt.Errorf("admit: %w", err)
+	}
+	return results[0], nil
+}
+
+// AdmitBatch admits up to BatchSizeMax events of one client in one atomic round trip and returns one
+// Result per item, in order. The rate limit takes len(batch) tokens, all or nothing: if there are not
+// enough, every item is RateLimited with the same RetryAfter. Otherwise each item is deduplicated and
+// enqueued on its own, in order, so an item repeating an earlier item's key is that item's Duplicate.
+//
+// If the stream refuses an item, the error wraps ErrEnqueue and the slice is still returned: items
+// before it keep their outcome (they are on the stream or were duplicates), it and the rest are
+// NotAdmitted, leave no trace and have their tokens given back. Any other error returns no results.
+func (g *Gate) AdmitBatch(ctx context.Context, batch []Admission) ([]Result, error) {
+	results, err := g.admitBatch(ctx, batch)
+	if err != nil {
+		return results, fmt.Errorf("admit batch: %w", err)
+	}
+	return results, nil
+}
+
+func (g *Gate) admitBatch(ctx context.Context, batch []Admission) ([]Result, error) {
+	if len(batch) == 0 {
+		return nil, nil
+	}
+	if len(batch) > BatchSizeMax {
+		return nil, fmt.Errorf("%w: %d events, at most %d", ErrBatchTooLarge, len(batch), BatchSizeMax)
+	}
+	if g.cfg.RatePerSecond > 0 && len(batch) > g.cfg.Burst {
+		return nil, fmt.Errorf("%w: %d events, burst %d", ErrBatchOverBurst, len(batch), g.cfg.Burst)
+	}
+	clientID := batch[0].ClientID
+	keys := make([]string, 0, 2+2*len(batch))
+	keys = append(keys, g.cfg.KeyPrefix+"ratelimit:"+clientID, g.cfg.Stream)
+	args := make([]any, 0, 5+len(batch)*(5+2*3))
+	args = append(args,
+		strconv.FormatFloat(g.cfg.RatePerSecond, 'g', -1, 64),
+		g.cfg.Burst,
+		g.cfg.IdempotencyTTL.Milliseconds(),
+		bucketIdleMargin.Milliseconds(),
+		len(batch),
+	)
+	for i, a := range batch {
+		if err := a.validate(); err != nil {
+			return nil, fmt.Errorf("item %d: %w", i, err)
+		}
+		if a.ClientID != clientID {
+			return nil, fmt.Errorf("item %d: client id %q differs from the batch's %q", i, a.ClientID, clientID)
+		}
+		metadata := a.MetadataJSON
+		if metadata == "" {
+			metadata = "{}"
+		}
+		keys = append(keys, g.idemKey(a.IdempotencyKey), g.pendingKey(a.EventID))
+		args = append(args, a.EventID, a.MessageUUID, a.Payload, metadata, len(a.Pending))
+		for field, value := range a.Pending {
+			args = append(args, field, value)
+		}
+	}
+
+	reply, err := g.admit.Run(ctx, g.client, keys, args...).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("run admission script: %w", err)
+	}
+	return parseAdmitReply(reply, batch)
+}
+
+func (a Admission) validate() error {
+	switch {
+	case a.ClientID == "":
+		return errors.New("client id is required")
+	case a.IdempotencyKey == "":
+		return errors.New("idempotency key is required")
+	case len(a.IdempotencyKey) > IdempotencyKeyLenMax:
+		return fmt.Errorf("idempotency key is %d bytes, at most %d", len(a.IdempotencyKey), IdempotencyKeyLenMax)
+	case a.EventID == "":
+		return errors.New("event id is required")
+	case a.MessageUUID == "":
+		return errors.New("message uuid is required")
+	case len(a.Pending) == 0:
+		return errors.New("pending marker needs at least one field")
+	case len(a.Pending) > PendingFieldsMax:
+		return fmt.Errorf("pending marker has %d fields, at most %d", len(a.Pending), PendingFieldsMax)
+	}
+	// A metadata field the subscriber cannot decode would send the event to the dead-letter queue.
+	if a.MetadataJSON != "" {
+		var metadata map[string]string
+		if err := json.Unmarshal([]byte(a.MetadataJSON), &metadata); err != nil {
+			return fmt.Errorf("metadata is not a JSON object of strings: %w", err)
+		}
+	}
+	return nil
+}
+
+// parseAdmitReply turns the script's reply (format in admit.lua) into one Result per item.
+func parseAdmitReply(reply []any, batch []Admission) ([]Result, error) {
+	if len(reply) < 2 {
+		return nil, fmt.Errorf("admission reply has %d elements", len(reply))
+	}
+	status, _ := reply[0].(string)
+	results := make([]Result, len(batch))
+	switch status {
+	case "R":
+		retryMs, ok := reply[1].(int64)
+		if !ok || retryMs <= 0 {
+			return nil, fmt.Errorf("admission reply: retry after %v", reply[1])
+		}
+		for i := range results {
+			results[i] = Result{Outcome: RateLimited, RetryAfter: time.Duration(retryMs) * time.Millisecond}
+		}
+		return results, nil
+	case "O", "F":
+	default:
+		return nil, fmt.Errorf("admission reply: status %v", reply[0])
+	}
+
+	items := reply[2:]
+	if len(items)%2 != 0 || len(items)/2 > len(batch) || (status == "O" && len(items)/2 != len(batch)) {
+		return nil, fmt.Errorf("admission reply: %d item elements for %d items", len(items), len(batch))
+	}
+	for i := 0; i < len(items)/2; i++ {
+		kind, _ := items[2*i].(string)
+		value, _ := items[2*i+1].(string)
+		if value == "" {
+			return nil, fmt.Errorf("admission reply: item %d has no value", i)
+		}
+		switch kind {
+		case "A":
+			results[i] = Result{Outcome: Accepted, EventID: batch[i].EventID, StreamID: value}
+		case "D":
+			results[i] = Result{Outcome: Duplicate, EventID: value}
+		default:
+			return nil, fmt.Errorf("admission reply: item %d kind %v", i, items[2*i])
+		}
+	}
+	if status == "F" {
+		return results, fmt.Errorf("%w: item %d: %v", ErrEnqueue, len(items)/2, reply[1])
+	}
+	return results, nil
+}
+
+// Pending returns the pending marker of an event: ok is false once the marker has expired or if the
+// event never went through the gate.
+func (g *Gate) Pending(ctx context.Context, eventID string) (map[string]string, bool, error) {
+	fields, err := g.client.HGetAll(ctx, g.pendingKey(eventID)).Result()
+	if err != nil {
+		return nil, false, fmt.Errorf("get pending marker: %w", err)
+	}
+	if len(fields) == 0 {
+		return nil, false, nil
+	}
+	return fields, true, nil
+}
+
+// Release frees an idempotency key so that the client's retry is admitted again, used when a step
+// after the gate fails. It deletes the key only while it still maps to eventID, so that it never
+// frees a key another admission has taken since.
+func (g *Gate) Release(ctx context.Context, idempotencyKey, eventID string) error {
+	if err := g.release.Run(ctx, g.client, []string{g.idemKey(idempotencyKey)}, eventID).Err(); err != nil {
+		return fmt.Errorf("release idempotency key: %w", err)
+	}
+	return nil
+}
+
+// Lookup returns the event id an idempotency key maps to; ok is false if the key is free.
+func (g *Gate) Lookup(ctx context.Context, idempotencyKey string) (string, bool, error) {
+	eventID, err := g.client.Get(ctx, g.idemKey(idempotencyKey)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("look up idempotency key: %w", err)
+	}
+	return eventID, true, nil
+}
+
+func (g *Gate) idemKey(idempotencyKey string) string {
+	return g.cfg.KeyPrefix + "idem:" + idempotencyKey
+}
+
+func (g *Gate) pendingKey(eventID string) string {
+	return g.cfg.KeyPrefix + "pending:" + eventID
+}

@@ -1,0 +1,299 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/daybook/daybook/archive"
+	"github.com/daybook/daybook/breaker"
+	"github.com/daybook/daybook/deadletter"
+	"github.com/daybook/daybook/eventstore"
+	"github.com/daybook/daybook/gate"
+	"github.com/daybook/daybook/ingest"
+	"github.com/daybook/daybook/observability"
+	"github.com/daybook/daybook/queue"
+	"github.com/daybook/daybook/replay"
+)
+
+// Config configures the worker.
+type Config struct {
+	Topics queue.Topics
+	// Consumers run in parallel, each a stream consumer named ConsumerName-i.
+	Consumers    int
+	ConsumerName string
+
+	MaxAttempts          int
+	RetryBackoff         time.Duration
+	RetryBackoffMax      time.Duration
+	StuckAfter           time.Duration
+	RescueInterval       time.Duration
+	ClaimIdle            time.Duration
+	BreakerProbeInterval time.Duration
+	AttemptTimeout       time.Duration
+	ShutdownTimeout      time.Duration
+	// GaugeInterval is how often queue depth, DLQ depth and outbox backlog are read.
+	GaugeInterval time.Duration
+	// LogStreamMaxLen bounds the daybook.log stream the outbox relay feeds.
+	LogStreamMaxLen int64
+}
+
+// Validate fills defaults and checks the settings.
+func (c *Config) Validate() error {
+	if c.Consumers <= 0 || c.MaxAttempts <= 0 {
+		return errors.New("worker: Consumers and MaxAttempts must be positive")
+	}
+	if c.ConsumerName == "" {
+		return errors.New("worker: ConsumerName is required")
+	}
+	if c.RetryBackoff <= 0 || c.RetryBackoffMax < c.RetryBackoff || c.StuckAfter <= 0 || c.RescueInterval <= 0 ||
+		c.ClaimIdle <= 0 || c.BreakerProbeInterval <= 0 || c.AttemptTimeout <= 0 || c.ShutdownTimeout <= 0 {
+		return errors.New("worker: every interval must be positive (and RetryBackoffMax >= RetryBackoff)")
+	}
+	if c.GaugeInterval == 0 {
+		c.GaugeInterval = 5 * time.Second
+	}
+	if c.LogStreamMaxLen == 0 {
+		c.LogStreamMaxLen = 1_000_000
+	}
+	return nil
+}
+
+// Deps are the worker's connections and collaborators.
+type Deps struct {
+	Pool *pgxpool.Pool
+	// RedisOptions builds one client per consumer: a redisstream subscriber
+	// closes its client when it closes.
+	RedisOptions *redis.Options
+	Redis        redis.UniversalClient
+	Archive      archive.Store
+	Metrics      *observability.Metrics
+	Logger       *slog.Logger
+}
+
+// Worker consumes and processes ingested events.
+type Worker struct {
+	deps      Deps
+	cfg       Config
+	events    *ingest.Store
+	dead      *deadletter.Store
+	processor *ingest.Processor
+	replayer  *replay.Replayer
+	publisher message.Publisher
+	breaker   *breaker.Breaker
+	drain     *drainGate
+}
+
+// NewWorker builds a worker; Run starts it.
+func NewWorker(deps Deps, cfg Config) (*Worker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	wmLogger := watermill.NewSlogLogger(deps.Logger)
+	pub, err := queue.NewRedisPublisher(deps.Redis, map[string]int64{
+		cfg.Topics.Named(eventstore.LogTopic): cfg.LogStreamMaxLen,
+	}, wmLogger)
+	if err != nil {
+		return nil, err
+	}
+	events := ingest.NewStore(deps.Pool)
+	dead := deadletter.NewStore(deps.Pool)
+	processor, err := ingest.NewProcessor(deps.Pool, events, deps.Archive, ingest.ProcessorConfig{MaxAttempts: cfg.MaxAttempts})
+	if err != nil {
+		return nil, err
+	}
+	br, err := breaker.New(breaker.Config{
+		Probe:         deps.Pool.Ping,
+		ProbeInterval: cfg.BreakerProbeInterval,
+		OnChange: func(s breaker.State, cause error) {
+			deps.Metrics.CircuitBreakerState.WithLabelValues("postgres").Set(float64(s))
+			if s == breaker.Open {
+				deps.Logger.Warn("circuit breaker open: Postgres unreachable, consumers paused", "error", cause)
+			} else {
+				deps.Logger.Info("circuit breaker closed: Postgres is back, consumers resume")
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	deps.Metrics.CircuitBreakerState.WithLabelValues("postgres").Set(0)
+	return &Worker{
+		deps: deps, cfg: cfg, events: events, dead: dead, processor: processor,
+		replayer:  replay.New(events, dead, queue.Sender{Pub: pub}, cfg.Topics.Events()),
+		publisher: pub, breaker: br, drain: &drainGate{},
+	}, nil
+}
+
+// Run consumes until ctx ends, then drains: it stops taking messages,
+// lets the ones in flight finish and be acknowledged (bounded by
+// ShutdownTimeout), and closes the router.
+func (w *Worker) Run(ctx context.Context) error {
+	defer w.breaker.Close()
+	router, err := w.newRouter()
+	if err != nil {
+		return err
+	}
+
+	routerDone := make(chan error, 1)
+	go func() { routerDone <- router.Run(context.WithoutCancel(ctx)) }()
+
+	loopsCtx, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
+	var loops sync.WaitGroup
+	loops.Add(2)
+	go func() { defer loops.Done(); w.every(loopsCtx, w.cfg.RescueInterval, w.rescue) }()
+	go func() { defer loops.Done(); w.every(loopsCtx, w.cfg.GaugeInterval, w.readGauges) }()
+
+	select {
+	case <-ctx.Done():
+	case err := <-routerDone:
+		stopLoops()
+		loops.Wait()
+		return fmt.Errorf("router stopped: %w", err)
+	}
+
+	w.deps.Logger.Info("worker draining", "timeout", w.cfg.ShutdownTimeout.String())
+	start := time.Now()
+	drainCtx, cancel := context.WithTimeout(context.Background(), w.cfg.ShutdownTimeout)
+	defer cancel()
+	inFlight := w.drain.Drain(drainCtx)
+	stopLoops()
+	loops.Wait()
+	closeErr := router.Close()
+	<-routerDone
+	w.deps.Logger.Info("worker stopped", "drained_in", time.Since(start).String(), "unfinished", inFlight)
+	if closeErr != nil {
+		return fmt.Errorf("close router: %w", closeErr)
+	}
+	return nil
+}
+
+// Running reports, for tests and readiness, whether consumers are started.
+func (w *Worker) newRouter() (*message.Router, error) {
+	wmLogger := watermill.NewSlogLogger(w.deps.Logger)
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: w.cfg.ShutdownTimeout}, wmLogger)
+	if err != nil {
+		return nil, fmt.Errorf("new router: %w", err)
+	}
+	poison, err := middleware.PoisonQueueWithFilter(&deadLetterPublisher{worker: w}, w.cfg.Topics.Dead(), func(err error) bool {
+		return !errors.Is(err, errShuttingDown)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("poison queue: %w", err)
+	}
+	retry := middleware.Retry{
+		MaxRetries:      w.cfg.MaxAttempts - 1,
+		InitialInterval: w.cfg.RetryBackoff,
+		MaxInterval:     w.cfg.RetryBackoffMax,
+		Multiplier:      2,
+		// Permanent failures (rule violations, the last stored attempt) skip
+		// the remaining retries and go straight to the poison queue.
+		ShouldRetry:         func(p middleware.RetryParams) bool { return !ingest.IsPermanent(p.Err) },
+		ResetContextOnRetry: true,
+	}
+	for i := range w.cfg.Consumers {
+		name := fmt.Sprintf("%s-%d", w.cfg.ConsumerName, i)
+		sub, err := queue.NewRedisSubscriber(w.deps.RedisOptions, queue.SubscriberConfig{Consumer: name, ClaimIdle: w.cfg.ClaimIdle}, wmLogger)
+		if err != nil {
+			return nil, err
+		}
+		h := router.AddConsumerHandler("ingest-"+name, w.cfg.Topics.Events(), sub, w.handle)
+		// Outermost first. The drain gate stops new messages at shutdown;
+		// the correlation id reaches every log line below; shutdown errors
+		// never reach the poison queue; Retry runs attempts with backoff and
+		// hands the final failure to PoisonQueue; Recoverer turns a panic
+		// into an ordinary failed attempt; the breaker, innermost, absorbs
+		// Postgres outages so that they never count as attempts. No Timeout
+		// middleware: inside PoisonQueue it loses the poison publish
+		// (watermill #467); each attempt bounds itself instead.
+		h.AddMiddleware(w.drain.Middleware, correlation, markShutdown, poison, retry.Middleware, middleware.Recoverer, w.breaker.Middleware)
+	}
+	relayPub := queue.PrefixedPublisher{Prefix: w.cfg.Topics.Prefix, Pub: w.publisher}
+	if err := eventstore.NewRelay(w.deps.Pool, relayPub, router, wmLogger, eventstore.RelayConfig{}); err != nil {
+		return nil, err
+	}
+	return router, nil
+}
+
+// handle processes one message: one attempt.
+func (w *Worker) handle(msg *message.Message) error {
+	if problem := msg.Metadata.Get(queue.MetaDecodeError); problem != "" {
+		return fmt.Errorf("malformed message %s: %s", msg.UUID, problem)
+	}
+	e, err := ingest.Decode(msg.Payload)
+	if err != nil {
+		return fmt.Errorf("message %s: %w", msg.UUID, err)
+	}
+	// An attempt that has started finishes even while the worker shuts down:
+	// it is bounded by AttemptTimeout, not by the router's lifetime.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(msg.Context()), w.cfg.AttemptTimeout)
+	defer cancel()
+	log := w.deps.Logger.With("event_id", e.ID.String(), "correlation_id", observability.CorrelationID(msg.Context()), "message_uuid", msg.UUID)
+
+	start := time.Now()
+	outcome, err := w.processor.Process(ctx, e)
+	w.deps.Metrics.ProcessingDuration.Observe(time.Since(start).Seconds())
+	switch {
+	case err == nil:
+		w.deps.Metrics.EventsProcessed.WithLabelValues(outcomeStatus[outcome]).Inc()
+		log.Debug("event processed", "outcome", string(outcome))
+	case ingest.IsPermanent(err):
+		w.deps.Metrics.EventsProcessed.WithLabelValues(string(ingest.StatusFailed)).Inc()
+		log.Warn("event failed for good", "error", err)
+	default:
+		w.deps.Metrics.EventsProcessed.WithLabelValues("RETRY").Inc()
+		log.Info("event attempt failed", "error", err)
+	}
+	return err
+}
+
+var outcomeStatus = map[ingest.Outcome]string{
+	ingest.OutcomeCompleted: string(ingest.StatusCompleted),
+	ingest.OutcomeDuplicate: "DUPLICATE",
+	ingest.OutcomeSkipped:   "SKIPPED",
+}
+
+func (w *Worker) rescue(ctx context.Context) {
+	n, err := w.replayer.Rescue(ctx, w.cfg.StuckAfter)
+	if n > 0 {
+		w.deps.Metrics.StuckRescued.Add(float64(n))
+		w.deps.Logger.Warn("re-enqueued stuck events", "count", n)
+	}
+	if err != nil && ctx.Err() == nil {
+		w.deps.Logger.Error("rescue stuck events", "error", err)
+	}
+}
+
+func (w *Worker) readGauges(ctx context.Context) {
+	if lag, pending, err := gate.StreamDepth(ctx, w.deps.Redis, w.cfg.Topics.Events(), queue.ConsumerGroup); err == nil {
+		w.deps.Metrics.QueueDepth.WithLabelValues(queue.EventsTopic).Set(float64(lag + pending))
+	}
+	if n, err := w.dead.Waiting(ctx); err == nil {
+		w.deps.Metrics.DLQDepth.Set(float64(n))
+	}
+	if n, err := eventstore.Backlog(ctx, w.deps.Pool); err == nil {
+		w.deps.Metrics.OutboxBacklog.Set(float64(n))
+	}
+}
+
+func (w *Worker) every(ctx context.Context, interval time.Duration, f func(context.Context)) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		f(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,288 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Errors the store translates from the database.
+var (
+	ErrNotFound         = errors.New("ingestion event not found")
+	ErrAlreadyCompleted = errors.New("ingestion event is already COMPLETED")
+	ErrTransition       = errors.New("ingestion event transition not allowed")
+)
+
+// Record is an event as stored, with its processing state.
+type Record struct {
+	Event
+	Status    Status
+	Attempts  int
+	Replays   int
+	LastError string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Store reads and writes table ingestion_events. It is the only code that does.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// NewStore returns a Store on pool.
+func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// ClaimOutcome says what Claim found.
+type ClaimOutcome int
+
+const (
+	// Claimed: the event is now PROCESSING and this caller owns the attempt.
+	Claimed ClaimOutcome = iota
+	// Duplicate: another event already holds this idempotency key.
+	Duplicate
+	// NotClaimable: the event exists but is COMPLETED, FAILED or being processed elsewhere.
+	NotClaimable
+)
+
+// Claim stores the event if it is new (INSERT ... ON CONFLICT DO NOTHING on
+// the idempotency key, the exact second layer behind Redis) and moves it
+// PENDING -> PROCESSING, counting one attempt. Both statements run in one
+// implicit transaction and one round trip. When the event cannot be claimed,
+// the returned Record says why.
+func (s *Store) Claim(ctx context.Context, e Event) (ClaimOutcome, Record, error) {
+	batch := &pgx.Batch{}
+	batch.Queue(`INSERT INTO ingestion_events
+			(id, idempotency_key, source, type, order_id, payload, occurred_at, received_at, correlation_id)
+		VALUES ($1, $2, $3, $4, nullif($5, ''), $6, $7, $8, nullif($9, ''))
+		ON CONFLICT (idempotency_key) DO NOTHING`,
+		e.ID, e.IdempotencyKey, e.Source, e.Type, e.OrderID, []byte(e.Payload), e.OccurredAt, e.ReceivedAt, e.CorrelationID)
+	var rec Record
+	claimed := false
+	batch.Queue(`UPDATE ingestion_events SET status = 'PROCESSING', attempts = attempts + 1
+		WHERE id = $1 AND idempotency_key = $2 AND status = 'PENDING'
+		RETURNING `+recordColumns, e.ID, e.IdempotencyKey).QueryRow(func(row pgx.Row) error {
+		var err error
+		rec, err = scanRecord(row)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		claimed = err == nil
+		return err
+	})
+	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
+		return 0, Record{}, fmt.Errorf("claim event %s: %w", e.ID, translate(err))
+	}
+	if claimed {
+		return Claimed, rec, nil
+	}
+	existing, err := s.GetByKey(ctx, e.IdempotencyKey)
+	if err != nil {
+		return 0, Record{}, fmt.Errorf("claim event %s: %w", e.ID, err)
+	}
+	if existing.ID != e.ID {
+		return Duplicate, existing, nil
+	}
+	return NotClaimable, existing, nil
+}
+
+// FinishAttemptParams identifies one attempt: the compare-and-set that ends it
+// only matches while the event is still PROCESSING with that attempt number,
+// so a rescued or replayed event can never be overwritten by a late worker.
+type FinishAttemptParams struct {
+	ID       uuid.UUID
+	Attempts int
+	Error    string
+}
+
+// CompleteTx moves the attempt to COMPLETED inside tx. ok is false when the
+// attempt no longer owns the event.
+func (s *Store) CompleteTx(ctx context.Context, tx pgx.Tx, p FinishAttemptParams) (ok bool, err error) {
+	return s.finish(ctx, tx, p, StatusCompleted)
+}
+
+// Retry moves a failed attempt back to PENDING with its error, to be tried again.
+func (s *Store) Retry(ctx context.Context, p FinishAttemptParams) (bool, error) {
+	return s.finish(ctx, s.pool, p, StatusPending)
+}
+
+// Fail moves the attempt to FAILED for good (until a replay).
+func (s *Store) Fail(ctx context.Context, p FinishAttemptParams) (bool, error) {
+	return s.finish(ctx, s.pool, p, StatusFailed)
+}
+
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+func (s *Store) finish(ctx context.Context, db execer, p FinishAttemptParams, to Status) (bool, error) {
+	if !CanTransition(StatusProcessing, to) {
+		return false, fmt.Errorf("finish attempt of %s: PROCESSING -> %s: %w", p.ID, to, ErrTransition)
+	}
+	tag, err := db.Exec(ctx, `UPDATE ingestion_events SET status = $3, last_error = nullif($4, '')
+		WHERE id = $1 AND status = 'PROCESSING' AND attempts = $2`, p.ID, p.Attempts, string(to), p.Error)
+	if err != nil {
+		return false, fmt.Errorf("mark %s %s: %w", p.ID, to, translate(err))
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// Requeue puts an event back to PENDING so that it can be enqueued again:
+// FAILED starts over with 0 attempts (a replay), PROCESSING and PENDING keep
+// their attempts (a rescue). A COMPLETED event is refused.
+func (s *Store) Requeue(ctx context.Context, id uuid.UUID) (Record, error) {
+	rec, err := s.Get(ctx, id)
+	if err != nil {
+		return Record{}, err
+	}
+	return s.requeue(ctx, rec)
+}
+
+func (s *Store) requeue(ctx context.Context, rec Record) (Record, error) {
+	if rec.Status == StatusCompleted {
+		return Record{}, fmt.Errorf("requeue %s: %w", rec.ID, ErrAlreadyCompleted)
+	}
+	if !CanTransition(rec.Status, StatusPending) {
+		return Record{}, fmt.Errorf("requeue %s from %s: %w", rec.ID, rec.Status, ErrTransition)
+	}
+	attempts, replays := rec.Attempts, rec.Replays
+	if rec.Status == StatusFailed {
+		attempts, replays = 0, rec.Replays+1
+	}
+	row := s.pool.QueryRow(ctx, `UPDATE ingestion_events SET status = 'PENDING', attempts = $4, replays = $5
+		WHERE id = $1 AND status = $2 AND attempts = $3
+		RETURNING `+recordColumns, rec.ID, string(rec.Status), rec.Attempts, attempts, replays)
+	out, err := scanRecord(row)
+	if errors.Is(err, pgx.ErrNoRows) {
+		// It moved while we looked: report its state now.
+		now, getErr := s.Get(ctx, rec.ID)
+		if getErr != nil {
+			return Record{}, getErr
+		}
+		if now.Status == StatusCompleted {
+			return Record{}, fmt.Errorf("requeue %s: %w", rec.ID, ErrAlreadyCompleted)
+		}
+		return Record{}, fmt.Errorf("requeue %s: it changed concurrently (now %s): %w", rec.ID, now.Status, ErrTransition)
+	}
+	if err != nil {
+		return Record{}, fmt.Errorf("requeue %s: %w", rec.ID, translate(err))
+	}
+	return out, nil
+}
+
+// stuckBatchMax bounds how many events one rescue pass moves.
+const stuckBatchMax = 500
+
+// RescueStuck requeues events that sat in PROCESSING or PENDING for longer
+// than olderThan (a worker died mid-attempt, or a re-enqueue was lost) and
+// returns them so the caller can enqueue them again. Each move is a
+// compare-and-set on status and attempts: a COMPLETED row is never touched.
+func (s *Store) RescueStuck(ctx context.Context, olderThan time.Duration) ([]Record, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+recordColumns+` FROM ingestion_events
+		WHERE status IN ('PROCESSING', 'PENDING') AND updated_at < now() - $1::interval
+		ORDER BY updated_at LIMIT $2`, olderThan, stuckBatchMax)
+	if err != nil {
+		return nil, fmt.Errorf("find stuck events: %w", err)
+	}
+	stuck, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Record, error) { return scanRecord(r) })
+	if err != nil {
+		return nil, fmt.Errorf("find stuck events: %w", err)
+	}
+	var rescued []Record
+	for _, rec := range stuck {
+		out, err := s.requeue(ctx, rec)
+		if errors.Is(err, ErrAlreadyCompleted) || errors.Is(err, ErrTransition) {
+			continue // finished or moved meanwhile: nothing to rescue
+		}
+		if err != nil {
+			return rescued, err
+		}
+		rescued = append(rescued, out)
+	}
+	return rescued, nil
+}
+
+// Get returns one event by id.
+func (s *Store) Get(ctx context.Context, id uuid.UUID) (Record, error) {
+	rec, err := scanRecord(s.pool.QueryRow(ctx, `SELECT `+recordColumns+` FROM ingestion_events WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Record{}, fmt.Errorf("event %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Record{}, fmt.Errorf("get event %s: %w", id, err)
+	}
+	return rec, nil
+}
+
+// GetByKey returns the event holding an idempotency key.
+func (s *Store) GetByKey(ctx context.Context, key string) (Record, error) {
+	rec, err := scanRecord(s.pool.QueryRow(ctx, `SELECT `+recordColumns+` FROM ingestion_events WHERE idempotency_key = $1`, key))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Record{}, fmt.Errorf("event with key %q: %w", key, ErrNotFound)
+	}
+	if err != nil {
+		return Record{}, fmt.Errorf("get event by key: %w", err)
+	}
+	return rec, nil
+}
+
+// ListParams selects a page of events in arrival order.
+type ListParams struct {
+	Status Status    // empty = every status
+	After  uuid.UUID // keyset cursor: the last id of the previous page
+	Limit  int
+}
+
+// ListLimitMax bounds one page.
+const ListLimitMax = 500
+
+// List returns a page of events and whether more follow.
+func (s *Store) List(ctx context.Context, p ListParams) ([]Record, bool, error) {
+	if p.Limit <= 0 || p.Limit > ListLimitMax {
+		p.Limit = ListLimitMax
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+recordColumns+` FROM ingestion_events
+		WHERE ($1 = '' OR status = $1) AND id > $2
+		ORDER BY id LIMIT $3`, string(p.Status), p.After, p.Limit+1)
+	if err != nil {
+		return nil, false, fmt.Errorf("list events: %w", err)
+	}
+	recs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Record, error) { return scanRecord(r) })
+	if err != nil {
+		return nil, false, fmt.Errorf("list events: %w", err)
+	}
+	more := len(recs) > p.Limit
+	if more {
+		recs = recs[:p.Limit]
+	}
+	return recs, more, nil
+}
+
+const recordColumns = `id, idempotency_key, source, type, coalesce(order_id, ''), payload, occurred_at, received_at,
+	coalesce(correlation_id, ''), status, attempts, replays, coalesce(last_error, ''), created_at, updated_at`
+
+func scanRecord(row pgx.Row) (Record, error) {
+	var r Record
+	var payload []byte
+	var status string
+	err := row.Scan(&r.ID, &r.IdempotencyKey, &r.Source, &r.Type, &r.OrderID, &payload, &r.OccurredAt, &r.ReceivedAt,
+		&r.CorrelationID, &status, &r.Attempts, &r.Replays, &r.LastError, &r.CreatedAt, &r.UpdatedAt)
+	r.Payload = json.RawMessage(payload)
+	r.Status = Status(status)
+	return r, err
+}
+
+// translate maps the state-machine trigger's refusal to ErrTransition.
+func translate(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23514" && pgErr.ConstraintName == "ingestion_events_state_machine" {
+		return fmt.Errorf("%s: %w", pgErr.Message, ErrTransition)
+	}
+	return err
+}

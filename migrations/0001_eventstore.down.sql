@@ -1,0 +1,3 @@
+DROP TABLE outbox;
+DROP TABLE event_log;
+DROP FUNCTION daybook_refuse_change();

@@ -1,0 +1,168 @@
+// Package queue owns the transport of ingested events: topic names, the
+// Redis Streams message layout, and the construction of publishers and
+// subscribers on it. It knows nothing of what the messages mean.
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
+)
+
+// Names on the outside contract (DESIGN.md).
+const (
+	EventsTopic   = "daybook.events"
+	DeadTopic     = "daybook.events.dlq"
+	ConsumerGroup = "daybook-worker"
+)
+
+// Message fields on a Redis stream entry. The gate's Lua script writes the
+// same three fields, so messages from either producer decode alike.
+const (
+	FieldUUID     = "uuid"
+	FieldPayload  = "payload"
+	FieldMetadata = "metadata"
+)
+
+// MetaDecodeError is set on a message whose stream entry was malformed, so the
+// handler fails it (and it reaches the dead-letter queue) instead of the
+// subscriber choking on it.
+const MetaDecodeError = "daybook_decode_error"
+
+// Topics are the prefixed stream names one deployment (or one test) uses.
+type Topics struct {
+	Prefix string
+}
+
+// Events is the work stream.
+func (t Topics) Events() string { return t.Prefix + EventsTopic }
+
+// Dead is the dead-letter stream.
+func (t Topics) Dead() string { return t.Prefix + DeadTopic }
+
+// Named prefixes any other topic.
+func (t Topics) Named(topic string) string { return t.Prefix + topic }
+
+// Marshaller writes and reads the three-field layout.
+type Marshaller struct{}
+
+var _ redisstream.MarshallerUnmarshaller = Marshaller{}
+
+// Marshal encodes msg as uuid, payload and JSON metadata.
+func (Marshaller) Marshal(_ string, msg *message.Message) (map[string]any, error) {
+	md, err := json.Marshal(msg.Metadata)
+	if err != nil {
+		return nil, fmt.Errorf("encode metadata: %w", err)
+	}
+	return map[string]any{FieldUUID: msg.UUID, FieldPayload: []byte(msg.Payload), FieldMetadata: string(md)}, nil
+}
+
+// Unmarshal never fails: watermill-redisstream v1.4.5 stops the whole
+// subscriber on an unmarshal error, so one malformed entry would halt the
+// queue. A malformed entry becomes a message flagged with MetaDecodeError.
+func (Marshaller) Unmarshal(values map[string]any) (*message.Message, error) {
+	id, _ := values[FieldUUID].(string)
+	problem := ""
+	if id == "" {
+		id = watermill.NewUUID()
+		problem = "stream entry has no uuid field"
+	}
+	payload, _ := values[FieldPayload].(string)
+	msg := message.NewMessage(id, []byte(payload))
+	if raw, ok := values[FieldMetadata].(string); ok && raw != "" {
+		md := map[string]string{}
+		if err := json.Unmarshal([]byte(raw), &md); err != nil {
+			problem = "stream entry metadata is not a JSON object of strings"
+		} else {
+			for k, v := range md {
+				msg.Metadata.Set(k, v)
+			}
+		}
+	}
+	if _, ok := values[FieldPayload]; !ok {
+		problem = "stream entry has no payload field"
+	}
+	if problem != "" {
+		msg.Metadata.Set(MetaDecodeError, problem)
+	}
+	return msg, nil
+}
+
+// NewRedisPublisher publishes with the three-field layout. Streams listed in
+// maxlens are trimmed (approximately) to that length; others are never trimmed.
+func NewRedisPublisher(client redis.UniversalClient, maxlens map[string]int64, logger watermill.LoggerAdapter) (message.Publisher, error) {
+	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{
+		Client: client, Marshaller: Marshaller{}, Maxlens: maxlens,
+	}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("redis publisher: %w", err)
+	}
+	return pub, nil
+}
+
+// Sender adapts a watermill publisher to plain arguments, for code that must
+// not depend on watermill (replay).
+type Sender struct{ Pub message.Publisher }
+
+// Publish sends one message to topic.
+func (s Sender) Publish(ctx context.Context, topic, messageUUID string, payload []byte, metadata map[string]string) error {
+	msg := message.NewMessage(messageUUID, payload)
+	for k, v := range metadata {
+		msg.Metadata.Set(k, v)
+	}
+	msg.SetContext(ctx)
+	return s.Pub.Publish(topic, msg)
+}
+
+// SubscriberConfig configures one stream consumer.
+type SubscriberConfig struct {
+	// Consumer is the consumer's name in the group; keep it stable across restarts.
+	Consumer string
+	// ClaimIdle is how long a delivered, unacknowledged message waits before
+	// this consumer claims it from a consumer that went away.
+	ClaimIdle time.Duration
+}
+
+// NewRedisSubscriber consumes with group ConsumerGroup. It takes its own
+// client because the subscriber closes its client when it closes.
+func NewRedisSubscriber(opts *redis.Options, cfg SubscriberConfig, logger watermill.LoggerAdapter) (message.Subscriber, error) {
+	sub, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
+		Client:        redis.NewClient(opts),
+		Unmarshaller:  Marshaller{},
+		Consumer:      cfg.Consumer,
+		ConsumerGroup: ConsumerGroup,
+		// A nacked message is only re-sent after a pause: redisstream would
+		// otherwise re-send it at once, forever.
+		NackResendSleep: time.Second,
+		ClaimInterval:   max(cfg.ClaimIdle/2, 100*time.Millisecond),
+		MaxIdleTime:     cfg.ClaimIdle,
+		BlockTime:       time.Second,
+		// Without it the first XREADGROUP blocks forever and leaks its goroutine on close.
+		DisableIndefiniteInitialBlock: true,
+	}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("redis subscriber %s: %w", cfg.Consumer, err)
+	}
+	return sub, nil
+}
+
+// PrefixedPublisher prepends a prefix to every topic, so relayed messages
+// land in the streams of the deployment (or test) that owns them.
+type PrefixedPublisher struct {
+	Prefix string
+	Pub    message.Publisher
+}
+
+// Publish implements message.Publisher.
+func (p PrefixedPublisher) Publish(topic string, msgs ...*message.Message) error {
+	return p.Pub.Publish(p.Prefix+topic, msgs...)
+}
+
+// Close implements message.Publisher.
+func (p PrefixedPublisher) Close() error { return p.Pub.Close() }
