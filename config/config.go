@@ -122,9 +122,9 @@ func Load(getenv func(string) string) (Config, error) {
 			RetryBackoffMax:      duration("DAYBOOK_RETRY_BACKOFF_MAX", 8*time.Second),
 			StuckAfter:           duration("DAYBOOK_STUCK_AFTER", 30*time.Second),
 			RescueInterval:       duration("DAYBOOK_RESCUE_INTERVAL", 5*time.Second),
-			ClaimIdle:            duration("DAYBOOK_CLAIM_IDLE", 30*time.Second),
+			ClaimIdle:            duration("DAYBOOK_CLAIM_IDLE", 60*time.Second),
 			BreakerProbeInterval: duration("DAYBOOK_BREAKER_PROBE_INTERVAL", 30*time.Second),
-			AttemptTimeout:       duration("DAYBOOK_ATTEMPT_TIMEOUT", 10*time.Second),
+			AttemptTimeout:       duration("DAYBOOK_ATTEMPT_TIMEOUT", 5*time.Second),
 		},
 	}
 
@@ -160,7 +160,24 @@ func (c Config) Validate() error {
 		// An attempt still running must never be taken for a stuck one.
 		errs = append(errs, errors.New("DAYBOOK_STUCK_AFTER must exceed DAYBOOK_ATTEMPT_TIMEOUT"))
 	}
+	if worst := c.Worker.WorstCaseHandling(); c.Worker.ClaimIdle <= worst {
+		// Another process would claim a message its owner is still retrying.
+		errs = append(errs, fmt.Errorf("DAYBOOK_CLAIM_IDLE (%s) must exceed the longest a message can be handled: %d attempts x DAYBOOK_ATTEMPT_TIMEOUT + backoffs = %s",
+			c.Worker.ClaimIdle, c.Worker.MaxAttempts, worst))
+	}
 	return errors.Join(errs...)
+}
+
+// WorstCaseHandling is the longest one message can stay with its consumer:
+// every attempt timing out, with every backoff between them.
+func (w Worker) WorstCaseHandling() time.Duration {
+	total := time.Duration(w.MaxAttempts) * w.AttemptTimeout
+	delay := w.RetryBackoff
+	for range w.MaxAttempts - 1 {
+		total += min(delay, w.RetryBackoffMax)
+		delay *= 2
+	}
+	return total
 }
 
 func splitList(s string) []string {

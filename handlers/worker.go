@@ -200,9 +200,21 @@ func (w *Worker) newRouter() (*message.Router, error) {
 		ShouldRetry:         func(p middleware.RetryParams) bool { return !ingest.IsPermanent(p.Err) },
 		ResetContextOnRetry: true,
 	}
+	own := map[string]bool{}
+	for i := range w.cfg.Consumers {
+		own[fmt.Sprintf("%s-%d", w.cfg.ConsumerName, i)] = true
+	}
+	startedAt := time.Now()
+	// redisstream claims any message idle for ClaimIdle, even one a live
+	// consumer is still handling (a slow attempt, a retry backoff). Messages
+	// held by this process's consumers are claimed only when they were
+	// delivered before it started: those a previous incarnation left behind.
+	shouldClaim := func(xp redis.XPendingExt) bool {
+		return !own[xp.Consumer] || xp.Idle > time.Since(startedAt)
+	}
 	for i := range w.cfg.Consumers {
 		name := fmt.Sprintf("%s-%d", w.cfg.ConsumerName, i)
-		sub, err := queue.NewRedisSubscriber(w.deps.RedisOptions, queue.SubscriberConfig{Consumer: name, ClaimIdle: w.cfg.ClaimIdle}, wmLogger)
+		sub, err := queue.NewRedisSubscriber(w.deps.RedisOptions, queue.SubscriberConfig{Consumer: name, ClaimIdle: w.cfg.ClaimIdle, ShouldClaim: shouldClaim}, wmLogger)
 		if err != nil {
 			return nil, err
 		}
@@ -226,22 +238,10 @@ func (w *Worker) newRouter() (*message.Router, error) {
 
 // handle processes one message: one attempt.
 func (w *Worker) handle(msg *message.Message) error {
-	if problem := msg.Metadata.Get(queue.MetaDecodeError); problem != "" {
-		return fmt.Errorf("malformed message %s: %s", msg.UUID, problem)
-	}
-	e, err := ingest.Decode(msg.Payload)
-	if err != nil {
-		return fmt.Errorf("message %s: %w", msg.UUID, err)
-	}
-	// An attempt that has started finishes even while the worker shuts down:
-	// it is bounded by AttemptTimeout, not by the router's lifetime.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(msg.Context()), w.cfg.AttemptTimeout)
-	defer cancel()
-	log := w.deps.Logger.With("event_id", e.ID.String(), "correlation_id", observability.CorrelationID(msg.Context()), "message_uuid", msg.UUID)
-
 	start := time.Now()
-	outcome, err := w.processor.Process(ctx, e)
+	outcome, err := w.process(msg)
 	w.deps.Metrics.ProcessingDuration.Observe(time.Since(start).Seconds())
+	log := w.deps.Logger.With("message_uuid", msg.UUID, "correlation_id", observability.CorrelationID(msg.Context()))
 	switch {
 	case err == nil:
 		w.deps.Metrics.EventsProcessed.WithLabelValues(outcomeStatus[outcome]).Inc()
@@ -251,9 +251,24 @@ func (w *Worker) handle(msg *message.Message) error {
 		log.Warn("event failed for good", "error", err)
 	default:
 		w.deps.Metrics.EventsProcessed.WithLabelValues("RETRY").Inc()
-		log.Info("event attempt failed", "error", err)
+		log.Info("attempt failed", "error", err)
 	}
 	return err
+}
+
+func (w *Worker) process(msg *message.Message) (ingest.Outcome, error) {
+	if problem := msg.Metadata.Get(queue.MetaDecodeError); problem != "" {
+		return "", fmt.Errorf("malformed message %s: %s", msg.UUID, problem)
+	}
+	e, err := ingest.Decode(msg.Payload)
+	if err != nil {
+		return "", fmt.Errorf("message %s: %w", msg.UUID, err)
+	}
+	// An attempt that has started finishes even while the worker shuts down:
+	// it is bounded by AttemptTimeout, not by the router's lifetime.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(msg.Context()), w.cfg.AttemptTimeout)
+	defer cancel()
+	return w.processor.Process(ctx, e)
 }
 
 var outcomeStatus = map[ingest.Outcome]string{

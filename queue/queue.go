@@ -127,6 +127,9 @@ type SubscriberConfig struct {
 	// ClaimIdle is how long a delivered, unacknowledged message waits before
 	// this consumer claims it from a consumer that went away.
 	ClaimIdle time.Duration
+	// ShouldClaim, when set, vetoes claims of messages idle for ClaimIdle
+	// (for example those a live consumer of this process is still handling).
+	ShouldClaim func(redis.XPendingExt) bool
 }
 
 // NewRedisSubscriber consumes with group ConsumerGroup. It takes its own
@@ -145,6 +148,7 @@ func NewRedisSubscriber(opts *redis.Options, cfg SubscriberConfig, logger waterm
 		BlockTime:       time.Second,
 		// Without it the first XREADGROUP blocks forever and leaks its goroutine on close.
 		DisableIndefiniteInitialBlock: true,
+		ShouldClaimPendingMessage:     cfg.ShouldClaim,
 	}, logger)
 	if err != nil {
 		return nil, fmt.Errorf("redis subscriber %s: %w", cfg.Consumer, err)

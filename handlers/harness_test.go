@@ -1,0 +1,180 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/daybook/daybook/archive"
+	"github.com/daybook/daybook/deadletter"
+	"github.com/daybook/daybook/ingest"
+	"github.com/daybook/daybook/internal/testdb"
+	"github.com/daybook/daybook/internal/testproxy"
+	"github.com/daybook/daybook/internal/testredis"
+	"github.com/daybook/daybook/observability"
+	"github.com/daybook/daybook/queue"
+	"github.com/daybook/daybook/replay"
+)
+
+// harness runs a real worker against its own Postgres schema and Redis
+// prefix. Durations are short so that retries and rescues happen in test time.
+type harness struct {
+	t          *testing.T
+	pool       *pgxpool.Pool // direct, for assertions
+	workerPool *pgxpool.Pool // what the worker uses (through proxy when asked)
+	proxy      *testproxy.Proxy
+	redis      *redis.Client
+	topics     queue.Topics
+	pub        message.Publisher
+	archiveDir string
+	metrics    *observability.Metrics
+	cfg        Config
+	events     *ingest.Store
+	dead       *deadletter.Store
+
+	cancel context.CancelFunc
+	done   chan error
+}
+
+type harnessOption func(*harness)
+
+// throughProxy makes the worker reach Postgres through a TCP proxy the test can cut.
+func throughProxy(h *harness) { h.proxy = testproxy.New(h.t, "127.0.0.1:5432") }
+
+func newHarness(t *testing.T, opts ...harnessOption) *harness {
+	t.Helper()
+	pool, dbURL := testdb.NewWithURL(t)
+	client, prefix := testredis.New(t)
+	h := &harness{
+		t: t, pool: pool, redis: client, topics: queue.Topics{Prefix: prefix},
+		archiveDir: t.TempDir(), metrics: observability.NewMetrics(),
+		events: ingest.NewStore(pool), dead: deadletter.NewStore(pool),
+		cfg: Config{
+			Consumers: 4, ConsumerName: "test", MaxAttempts: 5,
+			RetryBackoff: 10 * time.Millisecond, RetryBackoffMax: 80 * time.Millisecond,
+			StuckAfter: time.Second, RescueInterval: 100 * time.Millisecond, ClaimIdle: 300 * time.Millisecond,
+			BreakerProbeInterval: 100 * time.Millisecond, AttemptTimeout: 2 * time.Second,
+			ShutdownTimeout: 5 * time.Second, GaugeInterval: 100 * time.Millisecond,
+		},
+	}
+	h.cfg.Topics = h.topics
+	for _, o := range opts {
+		o(h)
+	}
+	h.workerPool = pool
+	if h.proxy != nil {
+		u, err := url.Parse(dbURL)
+		require.NoError(t, err)
+		u.Host = h.proxy.Addr()
+		pcfg, err := pgxpool.ParseConfig(u.String())
+		require.NoError(t, err)
+		pcfg.MaxConns = 10
+		h.workerPool, err = pgxpool.NewWithConfig(context.Background(), pcfg)
+		require.NoError(t, err)
+		t.Cleanup(h.workerPool.Close)
+	}
+	pub, err := queue.NewRedisPublisher(client, nil, nil)
+	require.NoError(t, err)
+	h.pub = pub
+	return h
+}
+
+// start runs a worker until stop (or the end of the test).
+func (h *harness) start() {
+	h.t.Helper()
+	store, err := archive.NewFileStore(h.archiveDir)
+	require.NoError(h.t, err)
+	w, err := NewWorker(Deps{
+		Pool: h.workerPool, RedisOptions: testredis.Options(h.t), Redis: h.redis, Archive: store,
+		Metrics: h.metrics, Logger: slog.New(slog.DiscardHandler),
+	}, h.cfg)
+	require.NoError(h.t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel, h.done = cancel, make(chan error, 1)
+	go func() { h.done <- w.Run(ctx) }()
+	h.t.Cleanup(func() { _ = h.stop() })
+}
+
+// stop cancels the worker (as SIGTERM does) and waits for its drain.
+func (h *harness) stop() error {
+	if h.cancel == nil {
+		return nil
+	}
+	h.cancel()
+	h.cancel = nil
+	select {
+	case err := <-h.done:
+		return err
+	case <-time.After(h.cfg.ShutdownTimeout + 5*time.Second):
+		return errors.New("worker did not stop")
+	}
+}
+
+func (h *harness) newEvent(source string, payload string) ingest.Event {
+	id, err := uuid.NewV7()
+	require.NoError(h.t, err)
+	return ingest.Event{
+		ID: id, IdempotencyKey: "key-" + id.String(), Source: source, Type: "test.event",
+		OrderID: "order-" + id.String()[:8], Payload: []byte(payload), ReceivedAt: time.Now().UTC(),
+	}
+}
+
+func (h *harness) enqueue(e ingest.Event) {
+	h.t.Helper()
+	body, err := e.Encode()
+	require.NoError(h.t, err)
+	require.NoError(h.t, queue.Sender{Pub: h.pub}.Publish(context.Background(), h.topics.Events(), uuid.NewString(), body, nil))
+}
+
+func (h *harness) replayer() *replay.Replayer {
+	return replay.New(h.events, h.dead, queue.Sender{Pub: h.pub}, h.topics.Events())
+}
+
+func (h *harness) waitStatus(id uuid.UUID, want ingest.Status, within time.Duration) ingest.Record {
+	h.t.Helper()
+	var rec ingest.Record
+	require.Eventually(h.t, func() bool {
+		var err error
+		rec, err = h.events.Get(context.Background(), id)
+		return err == nil && rec.Status == want
+	}, within, 20*time.Millisecond, "event %s never reached %s (last: %+v)", id, want, rec.Status)
+	return rec
+}
+
+func (h *harness) logRows(id uuid.UUID) int {
+	h.t.Helper()
+	var n int
+	require.NoError(h.t, h.pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM event_log WHERE stream_id = $1`, "ingest-"+id.String()).Scan(&n))
+	return n
+}
+
+func (h *harness) processed(status string) float64 {
+	return testutil.ToFloat64(h.metrics.EventsProcessed.WithLabelValues(status))
+}
+
+// breakArchive makes every archive write fail (a regular file where the
+// year directory must go); fixArchive undoes it.
+func (h *harness) breakArchive() {
+	h.t.Helper()
+	year := filepath.Join(h.archiveDir, time.Now().UTC().Format("2006"))
+	require.NoError(h.t, os.RemoveAll(year))
+	require.NoError(h.t, os.WriteFile(year, []byte("not a directory"), 0o600))
+}
+
+func (h *harness) fixArchive() {
+	h.t.Helper()
+	require.NoError(h.t, os.Remove(filepath.Join(h.archiveDir, time.Now().UTC().Format("2006"))))
+}

@@ -1,0 +1,276 @@
+package handlers
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/daybook/daybook/deadletter"
+	"github.com/daybook/daybook/ingest"
+	"github.com/daybook/daybook/projections"
+	"github.com/daybook/daybook/queue"
+)
+
+const orderPayload = `{"status":"paid","amount":"12.30"}`
+
+func TestWorker_ProcessesEventToCompletedWithEveryEffect(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.start()
+	e := h.newEvent(ingest.SourceOrderUpdates, orderPayload)
+	h.enqueue(e)
+
+	rec := h.waitStatus(e.ID, ingest.StatusCompleted, 10*time.Second)
+	require.Equal(t, 1, rec.Attempts)
+	require.Equal(t, 1, h.logRows(e.ID))
+	order, ok, err := projections.GetOrder(context.Background(), h.pool, e.OrderID)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, "paid", order.Status)
+	require.Equal(t, e.ID, order.LastEventID)
+	// The outbox relay publishes the log event on daybook.log.
+	require.Eventually(t, func() bool {
+		return h.redis.XLen(context.Background(), h.topics.Named("daybook.log")).Val() == 1
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, 1.0, h.processed("COMPLETED"))
+}
+
+func TestWorker_DuplicateMessagesAreProcessedOnce(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.start()
+	e := h.newEvent("clicks", `{"x":1}`)
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dup := e
+			if i%2 == 1 {
+				// Same key, another id: what arrives when the Redis fast path forgot the key.
+				dup.ID = h.newEvent("clicks", `{"x":1}`).ID
+			}
+			h.enqueue(dup)
+		}()
+	}
+	wg.Wait()
+	require.Eventually(t, func() bool {
+		return h.processed("COMPLETED")+h.processed("DUPLICATE")+h.processed("SKIPPED") == 40
+	}, 10*time.Second, 20*time.Millisecond)
+	// Whichever copy arrived first won the key; every other copy was a no-op.
+	require.Equal(t, 1.0, h.processed("COMPLETED"))
+	winner, err := h.events.GetByKey(context.Background(), e.IdempotencyKey)
+	require.NoError(t, err)
+	require.Equal(t, ingest.StatusCompleted, winner.Status)
+	require.Equal(t, 1, h.logRows(winner.ID))
+	var rows, logRows int
+	require.NoError(t, h.pool.QueryRow(context.Background(), `SELECT count(*) FROM ingestion_events`).Scan(&rows))
+	require.NoError(t, h.pool.QueryRow(context.Background(), `SELECT count(*) FROM event_log`).Scan(&logRows))
+	require.Equal(t, 1, rows)
+	require.Equal(t, 1, logRows)
+}
+
+// A consumer reads a message and dies without acknowledging it: another
+// consumer claims it after ClaimIdle and processes it, once.
+func TestWorker_RedeliversMessageOfDeadConsumerAndProcessesItOnce(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	ctx := context.Background()
+	e := h.newEvent(ingest.SourceOrderUpdates, orderPayload)
+	h.enqueue(e)
+	stream := h.topics.Events()
+	require.NoError(t, h.redis.XGroupCreateMkStream(ctx, stream, queue.ConsumerGroup, "0").Err())
+	got, err := h.redis.XReadGroup(ctx, &redis.XReadGroupArgs{Group: queue.ConsumerGroup, Consumer: "dead-worker", Streams: []string{stream, ">"}, Count: 1}).Result()
+	require.NoError(t, err)
+	require.Len(t, got[0].Messages, 1)
+
+	h.start()
+	rec := h.waitStatus(e.ID, ingest.StatusCompleted, 10*time.Second)
+	require.Equal(t, 1, rec.Attempts)
+	require.Equal(t, 1, h.logRows(e.ID))
+	require.Eventually(t, func() bool {
+		return h.redis.XPending(ctx, stream, queue.ConsumerGroup).Val().Count == 0
+	}, 10*time.Second, 20*time.Millisecond, "the claimed message is acknowledged")
+}
+
+// A worker dies after claiming the event in Postgres (PROCESSING, attempt 1)
+// and before finishing: the redelivered message finds it PROCESSING and
+// leaves it; the rescuer puts it back and it completes, once.
+func TestWorker_EventStuckInProcessingIsRescuedAndCompletedOnce(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.cfg.StuckAfter = 500 * time.Millisecond
+	h.cfg.AttemptTimeout = 400 * time.Millisecond
+	e := h.newEvent(ingest.SourceOrderUpdates, orderPayload)
+	outcome, rec, err := h.events.Claim(context.Background(), e)
+	require.NoError(t, err)
+	require.Equal(t, ingest.Claimed, outcome)
+	require.Equal(t, ingest.StatusProcessing, rec.Status)
+	h.enqueue(e) // the dead worker's message, redelivered
+
+	h.start()
+	rec = h.waitStatus(e.ID, ingest.StatusCompleted, 10*time.Second)
+	require.Equal(t, 2, rec.Attempts, "the dead worker's attempt counts")
+	require.Equal(t, 1, h.logRows(e.ID))
+	require.GreaterOrEqual(t, testutil.ToFloat64(h.metrics.StuckRescued), 1.0)
+}
+
+func TestWorker_MalformedMessagesAreDeadLetteredAfterFiveAttemptsWhileOthersFlow(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	ctx := context.Background()
+	stream := h.topics.Events()
+	// Straight onto the stream, bypassing every producer of ours.
+	require.NoError(t, h.redis.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: map[string]any{"uuid": "bad-json", "payload": "{not json", "metadata": "{}"}}).Err())
+	require.NoError(t, h.redis.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: map[string]any{"foo": "bar"}}).Err())
+	var good []ingest.Event
+	for range 20 {
+		e := h.newEvent("clicks", `{"x":1}`)
+		good = append(good, e)
+		h.enqueue(e)
+	}
+	h.start()
+	for _, e := range good {
+		h.waitStatus(e.ID, ingest.StatusCompleted, 10*time.Second)
+	}
+	require.Eventually(t, func() bool {
+		n, err := h.dead.Waiting(ctx)
+		return err == nil && n == 2
+	}, 10*time.Second, 20*time.Millisecond)
+	require.Equal(t, 10.0, h.processed("RETRY"), "5 attempts for each malformed message")
+	require.Equal(t, 2.0, h.processed("DEAD_LETTERED"))
+	require.Eventually(t, func() bool {
+		return h.redis.XLen(ctx, h.topics.Dead()).Val() == 2 && h.redis.XPending(ctx, stream, queue.ConsumerGroup).Val().Count == 0
+	}, 10*time.Second, 20*time.Millisecond, "both are on the DLQ stream and acknowledged on the work stream")
+
+	letters, more, err := h.dead.List(ctx, deadletter.ListParams{Waiting: true})
+	require.NoError(t, err)
+	require.False(t, more)
+	require.Len(t, letters, 2)
+	for _, l := range letters {
+		require.Nil(t, l.EventID, "undecodable: no event id")
+		require.Contains(t, l.Reason, "message")
+	}
+
+	// Replay puts the message back on the queue; still malformed, it comes back.
+	before := h.redis.XLen(ctx, stream).Val()
+	replayed, err := h.replayer().DeadLetter(ctx, letters[0].ID)
+	require.NoError(t, err)
+	require.NotNil(t, replayed.ReplayedAt)
+	require.Equal(t, before+1, h.redis.XLen(ctx, stream).Val())
+	require.Eventually(t, func() bool { return h.processed("DEAD_LETTERED") == 3 }, 10*time.Second, 20*time.Millisecond)
+}
+
+func TestWorker_RuleViolationFailsAtOnceWithoutRetries(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.start()
+	e := h.newEvent(ingest.SourceOrderUpdates, `{"amount":"1.00"}`) // no payload.status
+	h.enqueue(e)
+	rec := h.waitStatus(e.ID, ingest.StatusFailed, 10*time.Second)
+	require.Equal(t, 1, rec.Attempts)
+	require.Contains(t, rec.LastError, "payload.status")
+	require.Eventually(t, func() bool { return h.processed("DEAD_LETTERED") == 1 }, 10*time.Second, 20*time.Millisecond)
+	require.Zero(t, h.processed("RETRY"))
+	require.Zero(t, h.logRows(e.ID))
+	letters, _, err := h.dead.List(context.Background(), deadletter.ListParams{Waiting: true})
+	require.NoError(t, err)
+	require.Len(t, letters, 1)
+	require.Equal(t, e.ID, *letters[0].EventID)
+}
+
+func TestWorker_FailedEventIsReplayedToCompleted(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.breakArchive()
+	h.start()
+	e := h.newEvent(ingest.SourceOrderUpdates, orderPayload)
+	h.enqueue(e)
+	rec := h.waitStatus(e.ID, ingest.StatusFailed, 10*time.Second)
+	require.Equal(t, 5, rec.Attempts)
+	require.Contains(t, rec.LastError, "archive")
+	require.Equal(t, 4.0, h.processed("RETRY"))
+	require.Equal(t, 1.0, h.processed(string(ingest.StatusFailed)), "the 5th attempt fails for good")
+	require.Eventually(t, func() bool { return h.processed("DEAD_LETTERED") == 1 }, 10*time.Second, 20*time.Millisecond)
+
+	h.fixArchive()
+	replayed, err := h.replayer().Event(context.Background(), e.ID)
+	require.NoError(t, err)
+	require.Equal(t, ingest.StatusPending, replayed.Status)
+	rec = h.waitStatus(e.ID, ingest.StatusCompleted, 10*time.Second)
+	require.Equal(t, 1, rec.Attempts, "a replay starts counting again")
+	require.Equal(t, 1, rec.Replays)
+	require.Equal(t, 1, h.logRows(e.ID))
+
+	_, err = h.replayer().Event(context.Background(), e.ID)
+	require.ErrorIs(t, err, ingest.ErrAlreadyCompleted)
+}
+
+func TestWorker_BreakerStopsPullingWhilePostgresIsUnreachable(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, throughProxy)
+	h.start()
+	warm := h.newEvent("clicks", `{"x":0}`)
+	h.enqueue(warm)
+	h.waitStatus(warm.ID, ingest.StatusCompleted, 10*time.Second)
+
+	h.proxy.Cut()
+	var events []ingest.Event
+	for i := range 10 {
+		e := h.newEvent("clicks", `{"x":1}`)
+		e.IdempotencyKey = e.IdempotencyKey + "-" + string(rune('a'+i))
+		events = append(events, e)
+		h.enqueue(e)
+	}
+	state := h.metrics.CircuitBreakerState.WithLabelValues("postgres")
+	require.Eventually(t, func() bool { return testutil.ToFloat64(state) == 1 }, 10*time.Second, 10*time.Millisecond)
+	time.Sleep(10 * h.cfg.BreakerProbeInterval) // many probe intervals pass with Postgres down
+	require.Zero(t, h.processed("DEAD_LETTERED"))
+
+	h.proxy.Restore()
+	for _, e := range events {
+		rec := h.waitStatus(e.ID, ingest.StatusCompleted, 15*time.Second)
+		require.Equal(t, 1, rec.Attempts, "the outage burned no attempt of event %s", e.ID)
+	}
+	require.Zero(t, testutil.ToFloat64(state))
+	require.Zero(t, h.processed("DEAD_LETTERED"))
+}
+
+// Cancelling Run is what SIGTERM does: the worker stops taking messages,
+// finishes what is in flight, and leaves nothing PROCESSING; a new worker
+// finishes the rest, each event once.
+func TestWorker_ShutdownDrainsAndNothingIsLostOrDoubled(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	const n = 300
+	events := make([]ingest.Event, n)
+	for i := range events {
+		events[i] = h.newEvent(ingest.SourceOrderUpdates, orderPayload)
+		h.enqueue(events[i])
+	}
+	h.start()
+	require.Eventually(t, func() bool { return h.processed("COMPLETED") >= 20 }, 10*time.Second, 5*time.Millisecond)
+	start := time.Now()
+	require.NoError(t, h.stop())
+	require.Less(t, time.Since(start), h.cfg.ShutdownTimeout)
+
+	var processing int
+	require.NoError(t, h.pool.QueryRow(context.Background(), `SELECT count(*) FROM ingestion_events WHERE status = 'PROCESSING'`).Scan(&processing))
+	require.Zero(t, processing, "nothing left in PROCESSING")
+	n1, err := h.dead.Waiting(context.Background())
+	require.NoError(t, err)
+	require.Zero(t, n1, "shutdown dead-letters nothing")
+
+	h.start() // same consumer names: it claims what the first left pending
+	for _, e := range events {
+		h.waitStatus(e.ID, ingest.StatusCompleted, 20*time.Second)
+	}
+	var logRows int
+	require.NoError(t, h.pool.QueryRow(context.Background(), `SELECT count(*) FROM event_log`).Scan(&logRows))
+	require.Equal(t, n, logRows)
+}
