@@ -139,6 +139,11 @@ func NewWorker(deps Deps, cfg Config) (*Worker, error) {
 // ShutdownTimeout), and closes the router.
 func (w *Worker) Run(ctx context.Context) error {
 	defer w.breaker.Close()
+	if n, err := queue.HandBackPending(ctx, w.deps.Redis, w.cfg.Topics.Events(), w.consumerNames(), w.cfg.ClaimIdle+time.Minute); err != nil {
+		return err
+	} else if n > 0 {
+		w.deps.Logger.Info("taking back messages a previous run left pending", "count", n)
+	}
 	router, err := w.newRouter()
 	if err != nil {
 		return err
@@ -177,7 +182,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-// Running reports, for tests and readiness, whether consumers are started.
+// newRouter builds the router: one handler per consumer, and the outbox relay.
 func (w *Worker) newRouter() (*message.Router, error) {
 	wmLogger := watermill.NewSlogLogger(w.deps.Logger)
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: w.cfg.ShutdownTimeout}, wmLogger)
@@ -201,8 +206,8 @@ func (w *Worker) newRouter() (*message.Router, error) {
 		ResetContextOnRetry: true,
 	}
 	own := map[string]bool{}
-	for i := range w.cfg.Consumers {
-		own[fmt.Sprintf("%s-%d", w.cfg.ConsumerName, i)] = true
+	for _, name := range w.consumerNames() {
+		own[name] = true
 	}
 	startedAt := time.Now()
 	// redisstream claims any message idle for ClaimIdle, even one a live
@@ -212,8 +217,7 @@ func (w *Worker) newRouter() (*message.Router, error) {
 	shouldClaim := func(xp redis.XPendingExt) bool {
 		return !own[xp.Consumer] || xp.Idle > time.Since(startedAt)
 	}
-	for i := range w.cfg.Consumers {
-		name := fmt.Sprintf("%s-%d", w.cfg.ConsumerName, i)
+	for _, name := range w.consumerNames() {
 		sub, err := queue.NewRedisSubscriber(w.deps.RedisOptions, queue.SubscriberConfig{Consumer: name, ClaimIdle: w.cfg.ClaimIdle, ShouldClaim: shouldClaim}, wmLogger)
 		if err != nil {
 			return nil, err
@@ -234,6 +238,16 @@ func (w *Worker) newRouter() (*message.Router, error) {
 		return nil, err
 	}
 	return router, nil
+}
+
+// consumerNames are stable across restarts, so a restarted worker finds
+// what its previous run left pending.
+func (w *Worker) consumerNames() []string {
+	names := make([]string, w.cfg.Consumers)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s-%d", w.cfg.ConsumerName, i)
+	}
+	return names
 }
 
 // handle processes one message: one attempt.

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -170,3 +171,38 @@ func (p PrefixedPublisher) Publish(topic string, msgs ...*message.Message) error
 
 // Close implements message.Publisher.
 func (p PrefixedPublisher) Close() error { return p.Pub.Close() }
+
+// pendingScanMax bounds how many pending messages one consumer hands back at start.
+const pendingScanMax = 10_000
+
+// HandBackPending marks every message still pending on the named consumers
+// (left by a previous run of this process, which used the same stable names)
+// as idle for idle, so the claim pass that runs when the consumers subscribe
+// picks them up at once instead of after ClaimIdle. It returns how many.
+func HandBackPending(ctx context.Context, client redis.UniversalClient, stream string, consumers []string, idle time.Duration) (int, error) {
+	total := 0
+	for _, consumer := range consumers {
+		pending, err := client.XPendingExt(ctx, &redis.XPendingExtArgs{
+			Stream: stream, Group: ConsumerGroup, Start: "-", End: "+", Count: pendingScanMax, Consumer: consumer,
+		}).Result()
+		if err != nil {
+			if strings.HasPrefix(err.Error(), "NOGROUP") {
+				return 0, nil // first start: nothing can be pending
+			}
+			return total, fmt.Errorf("pending of %s: %w", consumer, err)
+		}
+		if len(pending) == 0 {
+			continue
+		}
+		args := []any{"XCLAIM", stream, ConsumerGroup, consumer, 0}
+		for _, p := range pending {
+			args = append(args, p.ID)
+		}
+		args = append(args, "IDLE", idle.Milliseconds(), "JUSTID")
+		if err := client.Do(ctx, args...).Err(); err != nil {
+			return total, fmt.Errorf("hand back pending of %s: %w", consumer, err)
+		}
+		total += len(pending)
+	}
+	return total, nil
+}
