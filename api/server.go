@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -110,8 +109,4 @@ func retryAfter(err error, d time.Duration) error {
 // unavailable is the 503 for a dependency that cannot take the request.
 func unavailable(msg string, err error) error {
 	return retryAfter(huma.Error503ServiceUnavailable(msg, err), time.Second)
-}
-
-func isTimeout(err error) bool {
-	return errors.Is(err, context.DeadlineExceeded)
 }

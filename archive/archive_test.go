@@ -21,22 +21,25 @@ func TestFileStore_PutIsIdempotentAndAtomic(t *testing.T) {
 	require.NoError(t, err)
 	fs := store.(*FileStore)
 	ctx := context.Background()
-	require.NoError(t, fs.Put(ctx, "2026/01/02/s/1.json", []byte(`{"a":1}`)))
-	require.NoError(t, fs.Put(ctx, "2026/01/02/s/1.json", []byte(`{"a":2}`)))
+	require.NoError(t, fs.PutMany(ctx, []Object{{Key: "2026/01/02/s/1.json", Body: []byte(`{"a":1}`)}, {Key: "2026/01/02/s/2.json", Body: []byte(`{"b":1}`)}}))
+	require.NoError(t, fs.PutMany(ctx, []Object{{Key: "2026/01/02/s/1.json", Body: []byte(`{"a":2}`)}}))
 	got, err := os.ReadFile(fs.Path("2026/01/02/s/1.json"))
 	require.NoError(t, err)
 	require.Equal(t, `{"a":2}`, string(got))
 	entries, err := os.ReadDir(fs.Path("2026/01/02/s"))
 	require.NoError(t, err)
-	require.Len(t, entries, 1, "no temp files left behind")
+	require.Len(t, entries, 2)
+	tmp, err := os.ReadDir(fs.Path(tmpDir))
+	require.NoError(t, err)
+	require.Empty(t, tmp, "no temp files left behind")
 }
 
 func TestFileStore_RefusesEscapingKeys(t *testing.T) {
 	t.Parallel()
 	fs, err := NewFileStore(t.TempDir())
 	require.NoError(t, err)
-	require.Error(t, fs.Put(context.Background(), "../x.json", []byte("{}")))
-	require.Error(t, fs.Put(context.Background(), "/etc/x.json", []byte("{}")))
+	require.Error(t, fs.PutMany(context.Background(), []Object{{Key: "../x.json", Body: []byte("{}")}}))
+	require.Error(t, fs.PutMany(context.Background(), []Object{{Key: "/etc/x.json", Body: []byte("{}")}}))
 }
 
 func TestOpen_RejectsUnknownScheme(t *testing.T) {

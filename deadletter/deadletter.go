@@ -52,6 +52,9 @@ func (s *Store) Record(ctx context.Context, l Letter) (Letter, error) {
 	if l.Metadata == nil {
 		l.Metadata = map[string]string{}
 	}
+	if l.Payload == nil {
+		l.Payload = []byte{} // a nil slice is sent as NULL, which the column refuses
+	}
 	md, err := json.Marshal(l.Metadata)
 	if err != nil {
 		return Letter{}, fmt.Errorf("encode dead letter metadata: %w", err)

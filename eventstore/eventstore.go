@@ -53,6 +53,9 @@ func AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expectedVersion i
 	if len(events) > appendBatchMax {
 		return nil, fmt.Errorf("append %d events: at most %d at once", len(events), appendBatchMax)
 	}
+	if expectedVersion < 0 {
+		return nil, fmt.Errorf("append to %s: expected version %d is negative", streamID, expectedVersion)
+	}
 	recorded := make([]Recorded, len(events))
 	batch := &pgx.Batch{}
 	for i, e := range events {
@@ -68,18 +71,28 @@ func AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expectedVersion i
 			md = map[string]string{}
 		}
 		r := Recorded{EventID: id, StreamID: streamID, Version: expectedVersion + int64(i) + 1, Type: e.Type, Data: e.Data, Metadata: md}
+		// Each insert requires the stream to end right before its version. The
+		// UNIQUE constraint catches a stale expected version; this condition
+		// catches one beyond the stream's end, which would leave a gap.
 		batch.Queue(`INSERT INTO event_log (event_id, stream_id, stream_version, event_type, data, metadata)
-			VALUES ($1, $2, $3, $4, $5, $6) RETURNING position, recorded_at`,
+			SELECT $1::uuid, $2::text, $3::bigint, $4::text, $5::jsonb, $6::jsonb
+			WHERE (SELECT coalesce(max(stream_version), 0) FROM event_log WHERE stream_id = $2::text) = $3::bigint - 1
+			RETURNING position, recorded_at`,
 			r.EventID, r.StreamID, r.Version, r.Type, []byte(r.Data), r.Metadata,
 		).QueryRow(func(row pgx.Row) error {
-			return row.Scan(&recorded[i].Position, &recorded[i].RecordedAt)
+			err := row.Scan(&recorded[i].Position, &recorded[i].RecordedAt)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return ErrVersionConflict
+			}
+			return err
 		})
 		recorded[i].EventID, recorded[i].StreamID, recorded[i].Version = r.EventID, r.StreamID, r.Version
 		recorded[i].Type, recorded[i].Data, recorded[i].Metadata = r.Type, r.Data, r.Metadata
 	}
 	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "event_log_stream_id_stream_version_key" {
+		if errors.Is(err, ErrVersionConflict) ||
+			errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "event_log_stream_id_stream_version_key" {
 			return nil, fmt.Errorf("append to %s at version %d: %w", streamID, expectedVersion, ErrVersionConflict)
 		}
 		return nil, fmt.Errorf("append to %s: %w", streamID, err)
@@ -131,6 +144,9 @@ const readPageMax = 10_000
 func Read(ctx context.Context, q Querier, p ReadParams) ([]Recorded, error) {
 	if p.Limit <= 0 || p.Limit > readPageMax {
 		p.Limit = readPageMax
+	}
+	if p.Types == nil {
+		p.Types = []string{} // a nil slice is sent as NULL, which would match nothing
 	}
 	rows, err := q.Query(ctx, selectRecorded+`
 		WHERE position > $1 AND (cardinality($2::text[]) = 0 OR event_type = ANY($2))

@@ -174,7 +174,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	stopLoops()
 	loops.Wait()
 	closeErr := router.Close()
-	<-routerDone
+	if err := <-routerDone; err != nil {
+		w.deps.Logger.Error("router stopped with an error", "error", err)
+	}
 	w.deps.Logger.Info("worker stopped", "drained_in", time.Since(start).String(), "unfinished", inFlight)
 	if closeErr != nil {
 		return fmt.Errorf("close router: %w", closeErr)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/google/uuid"
@@ -51,6 +52,9 @@ func Decode(body []byte) (Event, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&e); err != nil {
+		return Event{}, fmt.Errorf("decode event: %w", err)
+	}
+	if err := expectEnd(dec); err != nil {
 		return Event{}, fmt.Errorf("decode event: %w", err)
 	}
 	if err := e.validate(); err != nil {
@@ -109,9 +113,22 @@ func Canonical(doc []byte) ([]byte, error) {
 	if err := dec.Decode(&v); err != nil {
 		return nil, fmt.Errorf("canonical JSON: %w", err)
 	}
+	// Without this, {"a":1}{"b":2} would share the key of {"a":1}.
+	if err := expectEnd(dec); err != nil {
+		return nil, fmt.Errorf("canonical JSON: %w", err)
+	}
 	b, err := json.Marshal(v) // encoding/json sorts map keys
 	if err != nil {
 		return nil, fmt.Errorf("canonical JSON: %w", err)
 	}
 	return b, nil
+}
+
+// expectEnd fails when dec holds anything but white space after the document
+// it has decoded.
+func expectEnd(dec *json.Decoder) error {
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("data after the JSON document")
+	}
+	return nil
 }

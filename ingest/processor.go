@@ -76,7 +76,9 @@ func NewProcessor(pool *pgxpool.Pool, store *Store, archive archive.Store, cfg P
 //
 // A failed attempt puts the event back to PENDING and returns the error to be
 // retried; a rule violation, or a failure of the last attempt, marks it
-// FAILED and returns a *PermanentError.
+// FAILED and returns a *PermanentError. An attempt that lost the event to
+// another (a rescue or replay took it meanwhile) changes nothing and returns
+// OutcomeSkipped.
 func (p *Processor) Process(ctx context.Context, e Event) (Outcome, error) {
 	outcome, rec, err := p.store.Claim(ctx, e)
 	if err != nil {
@@ -92,7 +94,7 @@ func (p *Processor) Process(ctx context.Context, e Event) (Outcome, error) {
 	if rec.Attempts > p.cfg.MaxAttempts {
 		// Claimed again after its last attempt (a crash loop): stop here.
 		err := fmt.Errorf("event %s: attempt %d exceeds the limit of %d", rec.ID, rec.Attempts, p.cfg.MaxAttempts)
-		return "", p.fail(ctx, attempt, err)
+		return p.fail(ctx, attempt, err)
 	}
 
 	err = p.attempt(ctx, rec)
@@ -102,7 +104,7 @@ func (p *Processor) Process(ctx context.Context, e Event) (Outcome, error) {
 	case errors.Is(err, errSuperseded):
 		return OutcomeSkipped, nil
 	case errors.Is(err, ErrRule) || rec.Attempts >= p.cfg.MaxAttempts:
-		return "", p.fail(ctx, attempt, err)
+		return p.fail(ctx, attempt, err)
 	default:
 		attempt.Error = err.Error()
 		// Use a fresh context: the attempt's may be what expired.
@@ -117,14 +119,21 @@ func (p *Processor) Process(ctx context.Context, e Event) (Outcome, error) {
 
 var errSuperseded = errors.New("attempt superseded: the event was rescued or replayed meanwhile")
 
-func (p *Processor) fail(ctx context.Context, attempt FinishAttemptParams, cause error) error {
+// fail ends the attempt as FAILED. When the attempt no longer owns the event
+// (it was rescued or replayed meanwhile), the event is not FAILED and its new
+// attempt decides: reporting a permanent error would dead-letter it wrongly.
+func (p *Processor) fail(ctx context.Context, attempt FinishAttemptParams, cause error) (Outcome, error) {
 	attempt.Error = cause.Error()
 	failCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if _, err := p.store.Fail(failCtx, attempt); err != nil {
-		return errors.Join(cause, err) // not permanent: the next attempt will fail it again
+	ok, err := p.store.Fail(failCtx, attempt)
+	if err != nil {
+		return "", errors.Join(cause, err) // not permanent: the next attempt will fail it again
 	}
-	return &PermanentError{Err: cause}
+	if !ok {
+		return OutcomeSkipped, nil
+	}
+	return "", &PermanentError{Err: cause}
 }
 
 func (p *Processor) attempt(ctx context.Context, rec Record) error {
@@ -136,7 +145,7 @@ func (p *Processor) attempt(ctx context.Context, rec Record) error {
 	if err != nil {
 		return err
 	}
-	if err := p.archive.Put(ctx, archive.Key(rec.ReceivedAt, rec.Source, rec.ID.String()), body); err != nil {
+	if err := p.archive.PutMany(ctx, []archive.Object{{Key: archive.Key(rec.ReceivedAt, rec.Source, rec.ID.String()), Body: body}}); err != nil {
 		return fmt.Errorf("archive payload: %w", err)
 	}
 
@@ -154,6 +163,10 @@ func (p *Processor) attempt(ctx context.Context, rec Record) error {
 		}
 		if _, err := eventstore.AppendTx(ctx, tx, "ingest-"+rec.ID.String(), eventstore.ExpectNew,
 			eventstore.NewEvent{Type: EventTypeProcessed, Data: data, Metadata: meta}); err != nil {
+			if errors.Is(err, eventstore.ErrVersionConflict) {
+				// Another attempt of this event (after a rescue) committed first.
+				return errSuperseded
+			}
 			return err
 		}
 		if update != nil {

@@ -51,8 +51,8 @@ const (
 	NotClaimable
 )
 
-// Claim stores the event if it is new (INSERT ... ON CONFLICT DO NOTHING on
-// the idempotency key, the exact second layer behind Redis) and moves it
+// Claim stores the event if it is new (INSERT ... ON CONFLICT DO NOTHING, the
+// idempotency key being the exact second layer behind Redis) and moves it
 // PENDING -> PROCESSING, counting one attempt. Both statements run in one
 // implicit transaction and one round trip. When the event cannot be claimed,
 // the returned Record says why.
@@ -61,7 +61,7 @@ func (s *Store) Claim(ctx context.Context, e Event) (ClaimOutcome, Record, error
 	batch.Queue(`INSERT INTO ingestion_events
 			(id, idempotency_key, source, type, order_id, payload, occurred_at, received_at, correlation_id)
 		VALUES ($1, $2, $3, $4, nullif($5, ''), $6, $7, $8, nullif($9, ''))
-		ON CONFLICT (idempotency_key) DO NOTHING`,
+		ON CONFLICT DO NOTHING`, // no target: two claims of one new event race on the primary key too
 		e.ID, e.IdempotencyKey, e.Source, e.Type, e.OrderID, []byte(e.Payload), e.OccurredAt, e.ReceivedAt, e.CorrelationID)
 	var rec Record
 	claimed := false
@@ -83,6 +83,9 @@ func (s *Store) Claim(ctx context.Context, e Event) (ClaimOutcome, Record, error
 		return Claimed, rec, nil
 	}
 	existing, err := s.GetByKey(ctx, e.IdempotencyKey)
+	if errors.Is(err, ErrNotFound) {
+		return 0, Record{}, fmt.Errorf("claim event %s: its id is stored under another idempotency key", e.ID)
+	}
 	if err != nil {
 		return 0, Record{}, fmt.Errorf("claim event %s: %w", e.ID, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"sync"
 	"time"
@@ -122,6 +123,17 @@ func serve(ctx context.Context, roles role) error {
 	}
 	defer a.close()
 	a.warnInsecure()
+
+	if addr := os.Getenv("DAYBOOK_PPROF_ADDR"); addr != "" {
+		// Profiling for load investigations: off unless asked for, loopback only by convention.
+		go func() { //nolint:gosec // G118: the profiler lives as long as the process, like its listener
+			mux := http.NewServeMux()
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+			a.log.Warn("pprof listening", "addr", addr, "error", srv.ListenAndServe())
+		}()
+	}
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)

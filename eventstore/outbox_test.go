@@ -1,0 +1,176 @@
+package eventstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+	"github.com/stretchr/testify/require"
+
+	"github.com/daybook/daybook/eventstore"
+	"github.com/daybook/daybook/internal/testdb"
+)
+
+// envelope is watermill's forwarder envelope, as the outbox row's payload holds it.
+type envelope struct {
+	DestinationTopic string            `json:"destination_topic"`
+	UUID             string            `json:"uuid"`
+	Payload          []byte            `json:"payload"`
+	Metadata         map[string]string `json:"metadata"`
+}
+
+type outboxRow struct {
+	UUID     string
+	Envelope envelope
+	Metadata map[string]string
+}
+
+func outboxRows(t *testing.T, q eventstore.Querier) []outboxRow {
+	t.Helper()
+	rows, err := q.Query(t.Context(), `SELECT uuid, payload::text, metadata::text FROM outbox ORDER BY "offset"`)
+	require.NoError(t, err)
+	defer rows.Close()
+	var out []outboxRow
+	for rows.Next() {
+		var r outboxRow
+		var payload, metadata string
+		require.NoError(t, rows.Scan(&r.UUID, &payload, &metadata))
+		require.NoError(t, json.Unmarshal([]byte(payload), &r.Envelope))
+		require.NoError(t, json.Unmarshal([]byte(metadata), &r.Metadata))
+		out = append(out, r)
+	}
+	require.NoError(t, rows.Err())
+	return out
+}
+
+func TestAppendTx_WritesOneOutboxRowPerEventInTheSameTransaction(t *testing.T) {
+	t.Parallel()
+	pool := testdb.New(t)
+	ctx := t.Context()
+
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	_, err = eventstore.AppendTx(ctx, tx, "s", eventstore.ExpectNew, event("a", `{}`), event("b", `{}`), event("c", `{}`))
+	require.NoError(t, err)
+	require.Equal(t, 3, count(t, tx, "outbox"))
+	require.Zero(t, count(t, pool, "outbox"), "other sessions see no outbox row before the commit")
+	require.Zero(t, count(t, pool, "event_log"))
+
+	require.NoError(t, tx.Commit(ctx))
+	require.Equal(t, 3, count(t, pool, "outbox"))
+	require.Equal(t, 3, count(t, pool, "event_log"))
+}
+
+func TestAppendTx_OutboxRowIsAForwarderEnvelopeForTheLogTopic(t *testing.T) {
+	t.Parallel()
+	pool := testdb.New(t)
+
+	recorded, err := appendCommitted(t, pool, "order-7", eventstore.ExpectNew,
+		eventstore.NewEvent{Type: "order.placed", Data: json.RawMessage(`{"total":"10.50","items":[1,2]}`), Metadata: map[string]string{"correlation_id": "corr-9"}},
+		event("order.paid", `{"paid":true}`))
+	require.NoError(t, err)
+
+	rows := outboxRows(t, pool)
+	require.Len(t, rows, 2)
+	for i, row := range rows {
+		r := recorded[i]
+		require.Equal(t, "daybook.log", eventstore.LogTopic)
+		require.Equal(t, eventstore.LogTopic, row.Envelope.DestinationTopic)
+		require.Equal(t, r.EventID.String(), row.Envelope.UUID, "the published message's uuid is the event id")
+		require.NotEqual(t, row.Envelope.UUID, row.UUID, "the envelope is a message of its own")
+		require.Equal(t, map[string]string{}, row.Metadata)
+
+		var msg eventstore.LogMessage
+		require.NoError(t, json.Unmarshal(row.Envelope.Payload, &msg))
+		require.Equal(t, r.EventID.String(), msg.EventID)
+		require.Equal(t, "order-7", msg.StreamID)
+		require.Equal(t, int64(i+1), msg.Version)
+		require.Equal(t, r.Position, msg.Position)
+		require.Equal(t, r.Type, msg.Type)
+		require.JSONEq(t, string(r.Data), string(msg.Data))
+		require.True(t, r.RecordedAt.Equal(msg.RecordedAt), "recorded_at %s vs %s", r.RecordedAt, msg.RecordedAt)
+
+		want := map[string]string{
+			eventstore.MetaEventType: r.Type,
+			eventstore.MetaStreamID:  "order-7",
+			eventstore.MetaVersion:   strconv.Itoa(i + 1),
+			eventstore.MetaPosition:  strconv.FormatInt(r.Position, 10),
+		}
+		if i == 0 {
+			want["correlation_id"] = "corr-9"
+		}
+		require.Equal(t, want, row.Envelope.Metadata)
+	}
+}
+
+func TestBacklog_CountsOutboxRowsNotYetPublished(t *testing.T) {
+	t.Parallel()
+	pool := testdb.New(t)
+	ctx := t.Context()
+
+	n, err := eventstore.Backlog(ctx, pool)
+	require.NoError(t, err)
+	require.Zero(t, n)
+
+	_, err = appendCommitted(t, pool, "s", eventstore.ExpectNew, event("a", `{}`), event("b", `{}`), event("c", `{}`))
+	require.NoError(t, err)
+	n, err = eventstore.Backlog(ctx, pool)
+	require.NoError(t, err)
+	require.EqualValues(t, 3, n)
+
+	// The relay deletes a row once it is published.
+	_, err = pool.Exec(ctx, `DELETE FROM outbox WHERE "offset" = (SELECT min("offset") FROM outbox)`)
+	require.NoError(t, err)
+	n, err = eventstore.Backlog(ctx, pool)
+	require.NoError(t, err)
+	require.EqualValues(t, 2, n)
+}
+
+func TestRelay_PublishesEachAppendedEventToTheLogTopicAndEmptiesTheOutbox(t *testing.T) {
+	t.Parallel()
+	pool := testdb.New(t)
+	ctx := t.Context()
+	logger := watermill.NopLogger{}
+
+	recorded, err := appendCommitted(t, pool, "s", eventstore.ExpectNew, event("a", `{"n":1}`), event("b", `{"n":2}`))
+	require.NoError(t, err)
+
+	out := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 10}, logger)
+	defer func() { require.NoError(t, out.Close()) }()
+	published, err := out.Subscribe(ctx, eventstore.LogTopic)
+	require.NoError(t, err)
+
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 5 * time.Second}, logger)
+	require.NoError(t, err)
+	require.NoError(t, eventstore.NewRelay(pool, out, router, logger, eventstore.RelayConfig{PollInterval: 10 * time.Millisecond}))
+	runDone := make(chan error, 1)
+	go func() { runDone <- router.Run(context.Background()) }()
+	defer func() {
+		require.NoError(t, router.Close())
+		require.NoError(t, <-runDone)
+	}()
+
+	for i := range recorded {
+		select {
+		case msg := <-published:
+			msg.Ack()
+			require.Equal(t, recorded[i].EventID.String(), msg.UUID)
+			require.Equal(t, recorded[i].Type, msg.Metadata.Get(eventstore.MetaEventType))
+			var lm eventstore.LogMessage
+			require.NoError(t, json.Unmarshal(msg.Payload, &lm))
+			require.Equal(t, recorded[i].Position, lm.Position)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("event %d was never published", i)
+		}
+	}
+	require.Eventually(t, func() bool {
+		n, err := eventstore.Backlog(ctx, pool)
+		return err == nil && n == 0
+	}, 10*time.Second, 10*time.Millisecond, "published rows are deleted from the outbox")
+}
