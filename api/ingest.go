@@ -63,12 +63,16 @@ type batchOutput struct {
 	}
 }
 
+// huma answers 413 when a body reaches MaxBodyBytes (it reads at most that
+// many bytes and cannot tell "exactly the limit" from "more"), so the limits
+// of the contract, which allow a body of exactly their size, are given one
+// byte of room.
 func (s *Server) registerIngest() {
 	huma.Register(s.api, huma.Operation{
 		OperationID: "ingestEvent", Method: http.MethodPost, Path: "/events/ingest", Tags: []string{"Ingestion"},
 		Summary:       "Accept one event",
 		Description:   "202 when the event is durably on the queue; 200 with duplicate=true when its idempotency key was seen before.",
-		MaxBodyBytes:  EventBodyBytesMax,
+		MaxBodyBytes:  EventBodyBytesMax + 1,
 		DefaultStatus: http.StatusAccepted,
 		Errors:        []int{400, 401, 413, 422, 429, 503},
 		Security:      []map[string][]string{{"apiKey": {}}},
@@ -78,7 +82,7 @@ func (s *Server) registerIngest() {
 		OperationID: "ingestBatch", Method: http.MethodPost, Path: "/events/ingest/batch", Tags: []string{"Ingestion"},
 		Summary:      "Accept up to 1,000 events",
 		Description:  "One result per event, in order. The batch is validated as a whole; the rate limit counts every event.",
-		MaxBodyBytes: BatchBodyBytesMax,
+		MaxBodyBytes: BatchBodyBytesMax + 1,
 		Errors:       []int{400, 401, 413, 422, 429, 503},
 		Security:     []map[string][]string{{"apiKey": {}}},
 	}, s.ingestBatch)
@@ -95,7 +99,14 @@ func (s *Server) ingestOne(ctx context.Context, in *ingestInput) (*ingestOutput,
 	if err != nil {
 		return nil, huma.Error400BadRequest("malformed JSON", err)
 	}
-	adm, ev, err := s.admission(ctx, in.Body, raw.Payload, ingest.IdempotencyKey(in.IdempotencyKey, in.Body.EventID, canonical))
+	key, keyAt := ingest.IdempotencyKey(in.IdempotencyKey, in.Body.EventID, canonical), "body.event_id"
+	if in.IdempotencyKey != "" {
+		keyAt = "header.X-Idempotency-Key"
+	}
+	if errs := byteLimits("body", in.Body, keyAt, key); len(errs) > 0 {
+		return nil, huma.Error422UnprocessableEntity("validation failed", errs...)
+	}
+	adm, ev, err := s.admission(ctx, in.Body, raw.Payload, key)
 	if err != nil {
 		return nil, err
 	}
@@ -124,6 +135,20 @@ func (s *Server) ingestBatch(ctx context.Context, in *batchInput) (*batchOutput,
 	}
 	adms := make([]gate.Admission, len(in.Body.Events))
 	events := make([]ingest.Event, len(in.Body.Events))
+	keys := make([]string, len(in.Body.Events))
+	var invalid []error
+	for i, item := range in.Body.Events {
+		canonical, err := ingest.Canonical(raw.Events[i])
+		if err != nil {
+			return nil, huma.Error400BadRequest("malformed JSON", err)
+		}
+		keys[i] = ingest.IdempotencyKey("", item.EventID, canonical)
+		at := fmt.Sprintf("body.events[%d]", i)
+		invalid = append(invalid, byteLimits(at, item, at+".event_id", keys[i])...)
+	}
+	if len(invalid) > 0 {
+		return nil, huma.Error422UnprocessableEntity("validation failed", invalid...)
+	}
 	for i, item := range in.Body.Events {
 		if len(raw.Events[i]) > EventBodyBytesMax {
 			return nil, huma.Error413RequestEntityTooLarge(fmt.Sprintf("events[%d] is larger than %d bytes", i, EventBodyBytesMax))
@@ -134,11 +159,8 @@ func (s *Server) ingestBatch(ctx context.Context, in *batchInput) (*batchOutput,
 		if err := json.Unmarshal(raw.Events[i], &itemRaw); err != nil {
 			return nil, huma.Error400BadRequest("malformed JSON", err)
 		}
-		canonical, err := ingest.Canonical(raw.Events[i])
-		if err != nil {
-			return nil, huma.Error400BadRequest("malformed JSON", err)
-		}
-		adms[i], events[i], err = s.admission(ctx, item, itemRaw.Payload, ingest.IdempotencyKey("", item.EventID, canonical))
+		var err error
+		adms[i], events[i], err = s.admission(ctx, item, itemRaw.Payload, keys[i])
 		if err != nil {
 			return nil, err
 		}
@@ -170,6 +192,27 @@ func (s *Server) ingestBatch(ctx context.Context, in *batchInput) (*batchOutput,
 		out.Body.Items = append(out.Body.Items, r)
 	}
 	return out, nil
+}
+
+// byteLimits checks the limits that the worker (ingest.Decode) and the gate
+// hold in bytes. huma's maxLength counts characters, so a multi-byte value
+// within it would be accepted here, then refused by the gate (a 503 the
+// client would retry forever) or dead-lettered by the worker after a 202.
+// at locates the event in the request, keyAt where its idempotency key came from.
+func byteLimits(at string, in EventIn, keyAt, key string) []error {
+	var errs []error
+	check := func(location, value string, limit int) {
+		if len(value) > limit {
+			errs = append(errs, &huma.ErrorDetail{
+				Location: location, Message: fmt.Sprintf("expected at most %d bytes of UTF-8", limit), Value: value,
+			})
+		}
+	}
+	check(keyAt, key, ingest.IdempotencyKeyLengthMax)
+	check(at+".source", in.Source, ingest.SourceLengthMax)
+	check(at+".type", in.Type, ingest.TypeLengthMax)
+	check(at+".order_id", in.OrderID, ingest.OrderIDLengthMax)
+	return errs
 }
 
 // admission turns a validated event into what the gate needs.

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -56,33 +57,23 @@ type FileStore struct {
 	dir string
 }
 
-// tmpDir holds files being written. Creating them beside their final name
-// would cost a lookup in a directory that grows by one file per event (a
-// day's directory holds millions); this one stays nearly empty.
-const tmpDir = ".tmp"
-
 // NewFileStore creates dir if missing.
 func NewFileStore(dir string) (*FileStore, error) {
-	if err := os.MkdirAll(filepath.Join(dir, tmpDir), 0o750); err != nil {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("archive dir: %w", err)
 	}
 	return &FileStore{dir: dir}, nil
 }
 
-// PutMany writes every object to a temporary file, makes them durable with
-// one syncfs (not one fsync per file: a batch costs two disk flushes, not
-// hundreds), renames each into place, and flushes again so the renames are
-// durable too. A reader never sees half a payload; a retry replaces it.
+// PutMany writes every object in place and makes the batch durable with one
+// syncfs: one disk flush for hundreds of files, where an fsync per file cost
+// one each. A crash can leave a partial file only for an event whose attempt
+// had not finished, and its next attempt writes it again: an event is marked
+// COMPLETED only after PutMany returned.
 func (s *FileStore) PutMany(ctx context.Context, objects []Object) error {
 	if len(objects) == 0 {
 		return nil
 	}
-	tmps := make([]string, 0, len(objects))
-	defer func() {
-		for _, t := range tmps {
-			os.Remove(t) // no-op once renamed
-		}
-	}()
 	for _, o := range objects {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -90,28 +81,14 @@ func (s *FileStore) PutMany(ctx context.Context, objects []Object) error {
 		if strings.Contains(o.Key, "..") || filepath.IsAbs(o.Key) || o.Key == "" {
 			return fmt.Errorf("archive key %q: must be relative, without '..'", o.Key)
 		}
-		tmp, err := os.CreateTemp(filepath.Join(s.dir, tmpDir), "put-*")
-		if err != nil {
-			return fmt.Errorf("archive %s: %w", o.Key, err)
-		}
-		tmps = append(tmps, tmp.Name())
-		_, werr := tmp.Write(o.Body)
-		if cerr := tmp.Close(); werr == nil {
-			werr = cerr
-		}
-		if werr != nil {
-			return fmt.Errorf("archive %s: %w", o.Key, werr)
-		}
-	}
-	if err := s.sync(); err != nil {
-		return err
-	}
-	for i, o := range objects {
 		path := s.Path(o.Key)
-		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-			return fmt.Errorf("archive %s: %w", o.Key, err)
+		err := os.WriteFile(path, o.Body, 0o600)
+		if errors.Is(err, fs.ErrNotExist) {
+			if err = os.MkdirAll(filepath.Dir(path), 0o750); err == nil {
+				err = os.WriteFile(path, o.Body, 0o600)
+			}
 		}
-		if err := os.Rename(tmps[i], path); err != nil {
+		if err != nil {
 			return fmt.Errorf("archive %s: %w", o.Key, err)
 		}
 	}

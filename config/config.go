@@ -116,7 +116,7 @@ func Load(getenv func(string) string) (Config, error) {
 		ShutdownTimeout: duration("DAYBOOK_SHUTDOWN_TIMEOUT", 10*time.Second),
 		LogLevel:        env("DAYBOOK_LOG_LEVEL", "info"),
 		Worker: Worker{
-			Consumers:            integer("DAYBOOK_WORKER_CONSUMERS", 16),
+			Consumers:            integer("DAYBOOK_WORKER_CONSUMERS", 256),
 			MaxAttempts:          integer("DAYBOOK_MAX_ATTEMPTS", 5),
 			RetryBackoff:         duration("DAYBOOK_RETRY_BACKOFF", time.Second),
 			RetryBackoffMax:      duration("DAYBOOK_RETRY_BACKOFF_MAX", 8*time.Second),

@@ -47,60 +47,89 @@ type Recorded struct {
 // at expectedVersion (ExpectNew for a new stream), and writes one outbox
 // message per event to LogTopic in the same transaction.
 func AppendTx(ctx context.Context, tx pgx.Tx, streamID string, expectedVersion int64, events ...NewEvent) ([]Recorded, error) {
-	if len(events) == 0 {
-		return nil, nil
+	recorded, err := AppendManyTx(ctx, tx, []Append{{StreamID: streamID, ExpectedVersion: expectedVersion, Events: events}})
+	if err != nil {
+		return nil, err
 	}
-	if len(events) > appendBatchMax {
-		return nil, fmt.Errorf("append %d events: at most %d at once", len(events), appendBatchMax)
+	return recorded[0], nil
+}
+
+// Append is what AppendManyTx writes to one stream.
+type Append struct {
+	StreamID        string
+	ExpectedVersion int64
+	Events          []NewEvent
+}
+
+// AppendManyTx appends to several streams in one round trip and writes
+// their outbox messages in one statement, all inside tx. Each stream is held
+// to its expected version; a conflict on any fails the whole call (roll back).
+func AppendManyTx(ctx context.Context, tx pgx.Tx, appends []Append) ([][]Recorded, error) {
+	total := 0
+	for _, a := range appends {
+		total += len(a.Events)
+		if a.ExpectedVersion < 0 {
+			return nil, fmt.Errorf("append to %s: expected version %d is negative", a.StreamID, a.ExpectedVersion)
+		}
 	}
-	if expectedVersion < 0 {
-		return nil, fmt.Errorf("append to %s: expected version %d is negative", streamID, expectedVersion)
+	if total > appendBatchMax {
+		return nil, fmt.Errorf("append %d events: at most %d at once", total, appendBatchMax)
 	}
-	recorded := make([]Recorded, len(events))
+	out := make([][]Recorded, len(appends))
+	all := make([]*Recorded, 0, total)
 	batch := &pgx.Batch{}
-	for i, e := range events {
-		id, err := uuid.NewV7()
-		if err != nil {
-			return nil, fmt.Errorf("new event id: %w", err)
-		}
-		if !json.Valid(e.Data) {
-			return nil, fmt.Errorf("append %s: data is not valid JSON", e.Type)
-		}
-		md := e.Metadata
-		if md == nil {
-			md = map[string]string{}
-		}
-		r := Recorded{EventID: id, StreamID: streamID, Version: expectedVersion + int64(i) + 1, Type: e.Type, Data: e.Data, Metadata: md}
-		// Each insert requires the stream to end right before its version. The
-		// UNIQUE constraint catches a stale expected version; this condition
-		// catches one beyond the stream's end, which would leave a gap.
-		batch.Queue(`INSERT INTO event_log (event_id, stream_id, stream_version, event_type, data, metadata)
-			SELECT $1::uuid, $2::text, $3::bigint, $4::text, $5::jsonb, $6::jsonb
-			WHERE (SELECT coalesce(max(stream_version), 0) FROM event_log WHERE stream_id = $2::text) = $3::bigint - 1
-			RETURNING position, recorded_at`,
-			r.EventID, r.StreamID, r.Version, r.Type, []byte(r.Data), r.Metadata,
-		).QueryRow(func(row pgx.Row) error {
-			err := row.Scan(&recorded[i].Position, &recorded[i].RecordedAt)
-			if errors.Is(err, pgx.ErrNoRows) {
-				return ErrVersionConflict
+	for ai, a := range appends {
+		out[ai] = make([]Recorded, len(a.Events))
+		for i, e := range a.Events {
+			id, err := uuid.NewV7()
+			if err != nil {
+				return nil, fmt.Errorf("new event id: %w", err)
 			}
-			return err
-		})
-		recorded[i].EventID, recorded[i].StreamID, recorded[i].Version = r.EventID, r.StreamID, r.Version
-		recorded[i].Type, recorded[i].Data, recorded[i].Metadata = r.Type, r.Data, r.Metadata
+			if !json.Valid(e.Data) {
+				return nil, fmt.Errorf("append %s: data is not valid JSON", e.Type)
+			}
+			md := e.Metadata
+			if md == nil {
+				md = map[string]string{}
+			}
+			r := &out[ai][i]
+			*r = Recorded{EventID: id, StreamID: a.StreamID, Version: a.ExpectedVersion + int64(i) + 1, Type: e.Type, Data: e.Data, Metadata: md}
+			all = append(all, r)
+			// Each insert requires the stream to end right before its version. The
+			// UNIQUE constraint catches a stale expected version; this condition
+			// catches one beyond the stream's end, which would leave a gap.
+			streamID, version := a.StreamID, a.ExpectedVersion
+			batch.Queue(`INSERT INTO event_log (event_id, stream_id, stream_version, event_type, data, metadata)
+				SELECT $1::uuid, $2::text, $3::bigint, $4::text, $5::jsonb, $6::jsonb
+				WHERE (SELECT coalesce(max(stream_version), 0) FROM event_log WHERE stream_id = $2::text) = $3::bigint - 1
+				RETURNING position, recorded_at`,
+				r.EventID, r.StreamID, r.Version, r.Type, []byte(r.Data), r.Metadata,
+			).QueryRow(func(row pgx.Row) error {
+				err := row.Scan(&r.Position, &r.RecordedAt)
+				if errors.Is(err, pgx.ErrNoRows) {
+					return fmt.Errorf("append to %s at version %d: %w", streamID, version, ErrVersionConflict)
+				}
+				return err
+			})
+		}
+	}
+	if total == 0 {
+		return out, nil
 	}
 	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
 		var pgErr *pgconn.PgError
-		if errors.Is(err, ErrVersionConflict) ||
-			errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "event_log_stream_id_stream_version_key" {
-			return nil, fmt.Errorf("append to %s at version %d: %w", streamID, expectedVersion, ErrVersionConflict)
+		switch {
+		case errors.Is(err, ErrVersionConflict):
+			return nil, err
+		case errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "event_log_stream_id_stream_version_key":
+			return nil, fmt.Errorf("append: %s: %w", pgErr.Detail, ErrVersionConflict)
 		}
-		return nil, fmt.Errorf("append to %s: %w", streamID, err)
+		return nil, fmt.Errorf("append: %w", err)
 	}
-	if err := publishTx(ctx, tx, recorded); err != nil {
+	if err := publishTx(ctx, tx, all); err != nil {
 		return nil, err
 	}
-	return recorded, nil
+	return out, nil
 }
 
 // StreamVersion returns the current version of a stream (0 when it has no events).

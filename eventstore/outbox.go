@@ -46,7 +46,7 @@ type LogMessage struct {
 
 // publishTx writes one outbox message per recorded event, bound to tx: the
 // publish commits or rolls back with the append.
-func publishTx(ctx context.Context, tx pgx.Tx, recorded []Recorded) error {
+func publishTx(ctx context.Context, tx pgx.Tx, recorded []*Recorded) error {
 	pub, err := wsql.NewPublisher(wsql.TxFromPgx(tx), wsql.PublisherConfig{SchemaAdapter: outboxSchema}, watermill.NopLogger{})
 	if err != nil {
 		return fmt.Errorf("outbox publisher: %w", err)

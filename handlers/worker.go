@@ -41,6 +41,10 @@ type Config struct {
 	BreakerProbeInterval time.Duration
 	AttemptTimeout       time.Duration
 	ShutdownTimeout      time.Duration
+	// Flushers process batches in parallel; BatchMax bounds one batch. A batch
+	// holds what the consumers handed over while the previous one ran.
+	Flushers int
+	BatchMax int
 	// GaugeInterval is how often queue depth, DLQ depth and outbox backlog are read.
 	GaugeInterval time.Duration
 	// LogStreamMaxLen bounds the daybook.log stream the outbox relay feeds.
@@ -58,6 +62,15 @@ func (c *Config) Validate() error {
 	if c.RetryBackoff <= 0 || c.RetryBackoffMax < c.RetryBackoff || c.StuckAfter <= 0 || c.RescueInterval <= 0 ||
 		c.ClaimIdle <= 0 || c.BreakerProbeInterval <= 0 || c.AttemptTimeout <= 0 || c.ShutdownTimeout <= 0 {
 		return errors.New("worker: every interval must be positive (and RetryBackoffMax >= RetryBackoff)")
+	}
+	if c.Flushers == 0 {
+		c.Flushers = 2
+	}
+	if c.BatchMax == 0 {
+		c.BatchMax = 256
+	}
+	if c.BatchMax > ingest.BatchSizeMax || c.Flushers < 0 || c.BatchMax < 0 {
+		return fmt.Errorf("worker: BatchMax must be within 1..%d and Flushers positive", ingest.BatchSizeMax)
 	}
 	if c.GaugeInterval == 0 {
 		c.GaugeInterval = 5 * time.Second
@@ -91,6 +104,7 @@ type Worker struct {
 	publisher message.Publisher
 	breaker   *breaker.Breaker
 	drain     *drainGate
+	coalescer *coalescer
 }
 
 // NewWorker builds a worker; Run starts it.
@@ -148,6 +162,8 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	w.coalescer = newCoalescer(w.processor, w.cfg.Flushers, w.cfg.BatchMax, w.cfg.AttemptTimeout)
+	defer w.coalescer.stop() // after the router: no consumer hands anything over any more
 
 	routerDone := make(chan error, 1)
 	go func() { routerDone <- router.Run(context.WithoutCancel(ctx)) }()
@@ -280,11 +296,9 @@ func (w *Worker) process(msg *message.Message) (ingest.Outcome, error) {
 	if err != nil {
 		return "", fmt.Errorf("message %s: %w", msg.UUID, err)
 	}
-	// An attempt that has started finishes even while the worker shuts down:
+	// Once handed over, an attempt finishes even while the worker shuts down:
 	// it is bounded by AttemptTimeout, not by the router's lifetime.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(msg.Context()), w.cfg.AttemptTimeout)
-	defer cancel()
-	return w.processor.Process(ctx, e)
+	return w.coalescer.process(msg.Context(), e)
 }
 
 var outcomeStatus = map[ingest.Outcome]string{

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -68,121 +69,243 @@ func NewProcessor(pool *pgxpool.Pool, store *Store, archive archive.Store, cfg P
 	return &Processor{pool: pool, store: store, archive: archive, cfg: cfg}, nil
 }
 
-// Process claims the event (PENDING -> PROCESSING, one attempt), archives
-// its payload, then in one transaction appends it to the event log (and so
-// to the outbox), updates the orders projection and marks it COMPLETED. The
-// completion is a compare-and-set on the attempt, so of two workers holding
-// the same event only one commits its effects.
-//
-// A failed attempt puts the event back to PENDING and returns the error to be
-// retried; a rule violation, or a failure of the last attempt, marks it
-// FAILED and returns a *PermanentError. An attempt that lost the event to
-// another (a rescue or replay took it meanwhile) changes nothing and returns
-// OutcomeSkipped.
+// Process processes one event: ProcessBatch of one.
 func (p *Processor) Process(ctx context.Context, e Event) (Outcome, error) {
-	outcome, rec, err := p.store.Claim(ctx, e)
-	if err != nil {
-		return "", err
-	}
-	switch outcome {
-	case Duplicate:
-		return OutcomeDuplicate, nil
-	case NotClaimable:
-		return OutcomeSkipped, nil
-	}
-	attempt := FinishAttemptParams{ID: rec.ID, Attempts: rec.Attempts}
-	if rec.Attempts > p.cfg.MaxAttempts {
-		// Claimed again after its last attempt (a crash loop): stop here.
-		err := fmt.Errorf("event %s: attempt %d exceeds the limit of %d", rec.ID, rec.Attempts, p.cfg.MaxAttempts)
-		return p.fail(ctx, attempt, err)
-	}
-
-	err = p.attempt(ctx, rec)
-	switch {
-	case err == nil:
-		return OutcomeCompleted, nil
-	case errors.Is(err, errSuperseded):
-		return OutcomeSkipped, nil
-	case errors.Is(err, ErrRule) || rec.Attempts >= p.cfg.MaxAttempts:
-		return p.fail(ctx, attempt, err)
-	default:
-		attempt.Error = err.Error()
-		// Use a fresh context: the attempt's may be what expired.
-		retryCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if _, retryErr := p.store.Retry(retryCtx, attempt); retryErr != nil {
-			return "", errors.Join(err, retryErr)
-		}
-		return "", err
-	}
+	r := p.ProcessBatch(ctx, []Event{e})[0]
+	return r.Outcome, r.Err
 }
 
-var errSuperseded = errors.New("attempt superseded: the event was rescued or replayed meanwhile")
+// BatchResult is one event's outcome within a batch: an Outcome, or an error
+// (a *PermanentError when it must not be retried).
+type BatchResult struct {
+	Outcome Outcome
+	Err     error
+}
+
+// BatchSizeMax bounds one ProcessBatch.
+const BatchSizeMax = 500
+
+// ProcessBatch claims each event (PENDING -> PROCESSING, one attempt),
+// archives the payloads, then in one transaction appends them to the event
+// log (and so to the outbox), updates the orders projection and marks them
+// COMPLETED. Completion is a compare-and-set on each attempt: of two workers
+// holding the same event only one commits its effects. Batching changes no
+// outcome, only how many events share a round trip, a commit and a disk
+// flush: every event gets its own result.
+//
+// A failed attempt puts its event back to PENDING and returns the error to
+// be retried; a rule violation, or a failure of the last attempt, marks it
+// FAILED and returns a *PermanentError. An attempt that lost its event to
+// another (a rescue or replay took it meanwhile) changes nothing and returns
+// OutcomeSkipped. When the shared transaction fails, each event is retried
+// in a transaction of its own, so one bad event fails alone.
+func (p *Processor) ProcessBatch(ctx context.Context, events []Event) []BatchResult {
+	results := make([]BatchResult, len(events))
+	if len(events) > BatchSizeMax {
+		for i := range results {
+			results[i].Err = fmt.Errorf("process %d events: at most %d at once", len(events), BatchSizeMax)
+		}
+		return results
+	}
+	// A second copy of an event in the same batch is the first's duplicate
+	// delivery: it is skipped, as it would be after the first finished.
+	first := map[uuid.UUID]bool{}
+	var unique []Event
+	var at []int
+	for i, e := range events {
+		if first[e.ID] {
+			results[i].Outcome = OutcomeSkipped
+			continue
+		}
+		first[e.ID] = true
+		unique = append(unique, e)
+		at = append(at, i)
+	}
+	claims, err := p.store.ClaimMany(ctx, unique)
+	if err != nil {
+		for _, i := range at {
+			results[i].Err = err
+		}
+		return results
+	}
+
+	var work []task
+	for j, c := range claims {
+		i := at[j]
+		switch c.Outcome {
+		case Duplicate:
+			results[i].Outcome = OutcomeDuplicate
+			continue
+		case NotClaimable:
+			results[i].Outcome = OutcomeSkipped
+			continue
+		}
+		t := task{index: i, rec: c.Record}
+		if t.rec.Attempts > p.cfg.MaxAttempts {
+			// Claimed again after its last attempt (a crash loop): stop here.
+			results[i] = p.fail(ctx, t.attempt(), fmt.Errorf("event %s: attempt %d exceeds the limit of %d", t.rec.ID, t.rec.Attempts, p.cfg.MaxAttempts))
+			continue
+		}
+		if t.update, err = orderUpdateOf(t.rec.Event); err == nil {
+			t.data, err = logData(t.rec)
+		}
+		if err != nil {
+			results[i] = p.failed(ctx, t, err)
+			continue
+		}
+		work = append(work, t)
+	}
+	if len(work) == 0 {
+		return results
+	}
+
+	objects := make([]archive.Object, len(work))
+	for k, t := range work {
+		body, err := t.rec.Encode()
+		if err != nil {
+			results[t.index] = p.failed(ctx, t, err)
+			return results
+		}
+		objects[k] = archive.Object{Key: archive.Key(t.rec.ReceivedAt, t.rec.Source, t.rec.ID.String()), Body: body}
+	}
+	if err := p.archive.PutMany(ctx, objects); err != nil {
+		for _, t := range work {
+			results[t.index] = p.failed(ctx, t, fmt.Errorf("archive payload: %w", err))
+		}
+		return results
+	}
+
+	owned, err := p.commit(ctx, work)
+	if err != nil && len(work) > 1 {
+		for _, t := range work {
+			owned, err := p.commit(ctx, []task{t})
+			results[t.index] = p.outcome(ctx, t, err == nil && owned[0], err)
+		}
+		return results
+	}
+	for k, t := range work {
+		results[t.index] = p.outcome(ctx, t, err == nil && owned[k], err)
+	}
+	return results
+}
+
+// task is one claimed event on its way through a batch.
+type task struct {
+	index  int
+	rec    Record
+	update *projections.OrderUpdate
+	data   []byte
+}
+
+func (t task) attempt() FinishAttemptParams {
+	return FinishAttemptParams{ID: t.rec.ID, Attempts: t.rec.Attempts}
+}
+
+// outcome maps the commit's answer for one task.
+func (p *Processor) outcome(ctx context.Context, t task, owned bool, err error) BatchResult {
+	switch {
+	case errors.Is(err, eventstore.ErrVersionConflict):
+		return BatchResult{Outcome: OutcomeSkipped} // another attempt of this event committed first
+	case err != nil:
+		return p.failed(ctx, t, err)
+	case !owned:
+		return BatchResult{Outcome: OutcomeSkipped} // rescued or replayed meanwhile
+	}
+	return BatchResult{Outcome: OutcomeCompleted}
+}
+
+// commit writes the effects of the attempts that still own their events,
+// in one transaction, and reports which did.
+func (p *Processor) commit(ctx context.Context, work []task) ([]bool, error) {
+	var owned []bool
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		attempts := make([]FinishAttemptParams, len(work))
+		for k, t := range work {
+			attempts[k] = t.attempt()
+		}
+		var err error
+		if owned, err = p.store.OwnedTx(ctx, tx, attempts); err != nil {
+			return err
+		}
+		var appends []eventstore.Append
+		var updates []projections.OrderUpdate
+		var ids []uuid.UUID
+		for k, t := range work {
+			if !owned[k] {
+				continue // rescued or replayed meanwhile: its new attempt decides
+			}
+			meta := map[string]string{}
+			if t.rec.CorrelationID != "" {
+				meta["correlation_id"] = t.rec.CorrelationID
+			}
+			appends = append(appends, eventstore.Append{
+				StreamID: "ingest-" + t.rec.ID.String(), ExpectedVersion: eventstore.ExpectNew,
+				Events: []eventstore.NewEvent{{Type: EventTypeProcessed, Data: t.data, Metadata: meta}},
+			})
+			if t.update != nil {
+				updates = append(updates, *t.update)
+			}
+			ids = append(ids, t.rec.ID)
+		}
+		if len(ids) == 0 {
+			return nil
+		}
+		if _, err := eventstore.AppendManyTx(ctx, tx, appends); err != nil {
+			return err
+		}
+		if len(updates) > 0 {
+			if _, err := projections.ApplyOrderUpdatesTx(ctx, tx, updates); err != nil {
+				return err
+			}
+		}
+		return p.store.CompleteOwnedTx(ctx, tx, ids)
+	})
+	return owned, err
+}
+
+// failed ends a failed attempt: FAILED for good after a rule violation or
+// on the last attempt, else back to PENDING to be retried.
+func (p *Processor) failed(ctx context.Context, t task, cause error) BatchResult {
+	if errors.Is(cause, ErrRule) || t.rec.Attempts >= p.cfg.MaxAttempts {
+		return p.fail(ctx, t.attempt(), cause)
+	}
+	attempt := t.attempt()
+	attempt.Error = cause.Error()
+	// A fresh context: the attempt's may be what expired.
+	retryCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := p.store.Retry(retryCtx, attempt); err != nil {
+		return BatchResult{Err: errors.Join(cause, err)}
+	}
+	return BatchResult{Err: cause}
+}
 
 // fail ends the attempt as FAILED. When the attempt no longer owns the event
 // (it was rescued or replayed meanwhile), the event is not FAILED and its new
 // attempt decides: reporting a permanent error would dead-letter it wrongly.
-func (p *Processor) fail(ctx context.Context, attempt FinishAttemptParams, cause error) (Outcome, error) {
+func (p *Processor) fail(ctx context.Context, attempt FinishAttemptParams, cause error) BatchResult {
 	attempt.Error = cause.Error()
 	failCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	ok, err := p.store.Fail(failCtx, attempt)
 	if err != nil {
-		return "", errors.Join(cause, err) // not permanent: the next attempt will fail it again
+		return BatchResult{Err: errors.Join(cause, err)} // not permanent: the next attempt will fail it again
 	}
 	if !ok {
-		return OutcomeSkipped, nil
+		return BatchResult{Outcome: OutcomeSkipped}
 	}
-	return "", &PermanentError{Err: cause}
+	return BatchResult{Err: &PermanentError{Err: cause}}
 }
 
-func (p *Processor) attempt(ctx context.Context, rec Record) error {
-	update, err := orderUpdateOf(rec.Event)
-	if err != nil {
-		return err
-	}
-	body, err := rec.Event.Encode()
-	if err != nil {
-		return err
-	}
-	if err := p.archive.PutMany(ctx, []archive.Object{{Key: archive.Key(rec.ReceivedAt, rec.Source, rec.ID.String()), Body: body}}); err != nil {
-		return fmt.Errorf("archive payload: %w", err)
-	}
-
+func logData(rec Record) ([]byte, error) {
 	data, err := json.Marshal(processedData{
 		EventID: rec.ID.String(), IdempotencyKey: rec.IdempotencyKey, Source: rec.Source, Type: rec.Type,
 		OrderID: rec.OrderID, Payload: rec.Payload, OccurredAt: rec.OccurredAt, ReceivedAt: rec.ReceivedAt,
 	})
 	if err != nil {
-		return fmt.Errorf("encode log event: %w", err)
+		return nil, fmt.Errorf("encode log event: %w", err)
 	}
-	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		meta := map[string]string{}
-		if rec.CorrelationID != "" {
-			meta["correlation_id"] = rec.CorrelationID
-		}
-		if _, err := eventstore.AppendTx(ctx, tx, "ingest-"+rec.ID.String(), eventstore.ExpectNew,
-			eventstore.NewEvent{Type: EventTypeProcessed, Data: data, Metadata: meta}); err != nil {
-			if errors.Is(err, eventstore.ErrVersionConflict) {
-				// Another attempt of this event (after a rescue) committed first.
-				return errSuperseded
-			}
-			return err
-		}
-		if update != nil {
-			if _, err := projections.ApplyOrderUpdateTx(ctx, tx, *update); err != nil {
-				return err
-			}
-		}
-		ok, err := p.store.CompleteTx(ctx, tx, FinishAttemptParams{ID: rec.ID, Attempts: rec.Attempts})
-		if err != nil {
-			return err
-		}
-		if !ok {
-			return errSuperseded // rolls back the append and the projection
-		}
-		return nil
-	})
+	return data, nil
 }
 
 // processedData is the log event's data; projections decode it on rebuild.
@@ -210,7 +333,7 @@ func orderUpdateOf(e Event) (*projections.OrderUpdate, error) {
 		Status any `json:"status"`
 	}
 	if err := json.Unmarshal(e.Payload, &payload); err != nil {
-		return nil, fmt.Errorf("order_updates payload: %v: %w", err, ErrRule)
+		return nil, fmt.Errorf("order_updates payload: %w", errors.Join(err, ErrRule))
 	}
 	status, ok := payload.Status.(string)
 	if !ok || status == "" || len(status) > 50 {

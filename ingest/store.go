@@ -51,48 +51,99 @@ const (
 	NotClaimable
 )
 
-// Claim stores the event if it is new (INSERT ... ON CONFLICT DO NOTHING, the
-// idempotency key being the exact second layer behind Redis) and moves it
-// PENDING -> PROCESSING, counting one attempt. Both statements run in one
-// implicit transaction and one round trip. When the event cannot be claimed,
-// the returned Record says why.
+// Claim stores the event if it is new and moves it PENDING -> PROCESSING,
+// counting one attempt (see ClaimMany).
 func (s *Store) Claim(ctx context.Context, e Event) (ClaimOutcome, Record, error) {
+	res, err := s.ClaimMany(ctx, []Event{e})
+	if err != nil {
+		return 0, Record{}, err
+	}
+	return res[0].Outcome, res[0].Record, nil
+}
+
+// ClaimResult is what ClaimMany found for one event. For Claimed, Record is
+// the event now PROCESSING; otherwise it is the stored event that says why not.
+type ClaimResult struct {
+	Outcome ClaimOutcome
+	Record  Record
+}
+
+// claimBatchMax bounds one ClaimMany.
+const claimBatchMax = 1000
+
+// ClaimMany stores the events that are new (INSERT ... ON CONFLICT DO
+// NOTHING on the idempotency key, the exact second layer behind Redis) and
+// moves every PENDING one to PROCESSING, counting one attempt, in one
+// implicit transaction and one round trip. The events must have distinct ids.
+func (s *Store) ClaimMany(ctx context.Context, events []Event) ([]ClaimResult, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	if len(events) > claimBatchMax {
+		return nil, fmt.Errorf("claim %d events: at most %d at once", len(events), claimBatchMax)
+	}
+	n := len(events)
+	ids, keys, sources, types, orders := make([]uuid.UUID, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	payloads, correlations := make([]string, n), make([]string, n)
+	occurred, received := make([]*time.Time, n), make([]time.Time, n)
+	for i, e := range events {
+		ids[i], keys[i], sources[i], types[i], orders[i] = e.ID, e.IdempotencyKey, e.Source, e.Type, e.OrderID
+		payloads[i], correlations[i], occurred[i], received[i] = string(e.Payload), e.CorrelationID, e.OccurredAt, e.ReceivedAt
+	}
 	batch := &pgx.Batch{}
+	// No conflict target: two claims of one new event race on the primary key too.
 	batch.Queue(`INSERT INTO ingestion_events
 			(id, idempotency_key, source, type, order_id, payload, occurred_at, received_at, correlation_id)
-		VALUES ($1, $2, $3, $4, nullif($5, ''), $6, $7, $8, nullif($9, ''))
-		ON CONFLICT DO NOTHING`, // no target: two claims of one new event race on the primary key too
-		e.ID, e.IdempotencyKey, e.Source, e.Type, e.OrderID, []byte(e.Payload), e.OccurredAt, e.ReceivedAt, e.CorrelationID)
-	var rec Record
-	claimed := false
+		SELECT id, key, src, typ, nullif(ord, ''), payload::jsonb, occ, rcv, nullif(cid, '')
+		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[])
+			AS u(id, key, src, typ, ord, payload, occ, rcv, cid)
+		ORDER BY id
+		ON CONFLICT DO NOTHING`,
+		ids, keys, sources, types, orders, payloads, occurred, received, correlations)
+	claimed := map[uuid.UUID]Record{}
 	batch.Queue(`UPDATE ingestion_events SET status = 'PROCESSING', attempts = attempts + 1
-		WHERE id = $1 AND idempotency_key = $2 AND status = 'PENDING'
-		RETURNING `+recordColumns, e.ID, e.IdempotencyKey).QueryRow(func(row pgx.Row) error {
-		var err error
-		rec, err = scanRecord(row)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil
+		WHERE (id, idempotency_key) IN (SELECT * FROM unnest($1::uuid[], $2::text[])) AND status = 'PENDING'
+		RETURNING `+recordColumns, ids, keys).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			rec, err := scanRecord(rows)
+			if err != nil {
+				return err
+			}
+			claimed[rec.ID] = rec
 		}
-		claimed = err == nil
-		return err
+		return rows.Err()
+	})
+	byKey := map[string]Record{}
+	batch.Queue(`SELECT `+recordColumns+` FROM ingestion_events WHERE idempotency_key = ANY($1)`, keys).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			rec, err := scanRecord(rows)
+			if err != nil {
+				return err
+			}
+			byKey[rec.IdempotencyKey] = rec
+		}
+		return rows.Err()
 	})
 	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
-		return 0, Record{}, fmt.Errorf("claim event %s: %w", e.ID, translate(err))
+		return nil, fmt.Errorf("claim %d events: %w", n, translate(err))
 	}
-	if claimed {
-		return Claimed, rec, nil
+	out := make([]ClaimResult, n)
+	for i, e := range events {
+		if rec, ok := claimed[e.ID]; ok {
+			out[i] = ClaimResult{Outcome: Claimed, Record: rec}
+			continue
+		}
+		existing, ok := byKey[e.IdempotencyKey]
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("claim event %s: its id is stored under another idempotency key", e.ID)
+		case existing.ID != e.ID:
+			out[i] = ClaimResult{Outcome: Duplicate, Record: existing}
+		default:
+			out[i] = ClaimResult{Outcome: NotClaimable, Record: existing}
+		}
 	}
-	existing, err := s.GetByKey(ctx, e.IdempotencyKey)
-	if errors.Is(err, ErrNotFound) {
-		return 0, Record{}, fmt.Errorf("claim event %s: its id is stored under another idempotency key", e.ID)
-	}
-	if err != nil {
-		return 0, Record{}, fmt.Errorf("claim event %s: %w", e.ID, err)
-	}
-	if existing.ID != e.ID {
-		return Duplicate, existing, nil
-	}
-	return NotClaimable, existing, nil
+	return out, nil
 }
 
 // FinishAttemptParams identifies one attempt: the compare-and-set that ends it
@@ -108,6 +159,51 @@ type FinishAttemptParams struct {
 // attempt no longer owns the event.
 func (s *Store) CompleteTx(ctx context.Context, tx pgx.Tx, p FinishAttemptParams) (ok bool, err error) {
 	return s.finish(ctx, tx, p, StatusCompleted)
+}
+
+// OwnedTx locks the events of these attempts (in id order, so concurrent
+// batches cannot deadlock) and reports, per attempt, whether it still owns
+// its event: PROCESSING with the same attempt number. Until tx ends nobody
+// else can move them, so the caller writes effects only for owned ones.
+func (s *Store) OwnedTx(ctx context.Context, tx pgx.Tx, attempts []FinishAttemptParams) ([]bool, error) {
+	ids := make([]uuid.UUID, len(attempts))
+	for i, a := range attempts {
+		ids[i] = a.ID
+	}
+	rows, err := tx.Query(ctx, `SELECT id, attempts FROM ingestion_events
+		WHERE id = ANY($1) AND status = 'PROCESSING' ORDER BY id FOR UPDATE`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("lock %d events: %w", len(ids), err)
+	}
+	current := map[uuid.UUID]int{}
+	var id uuid.UUID
+	var n int
+	if _, err := pgx.ForEachRow(rows, []any{&id, &n}, func() error { current[id] = n; return nil }); err != nil {
+		return nil, fmt.Errorf("lock %d events: %w", len(ids), err)
+	}
+	owned := make([]bool, len(attempts))
+	for i, a := range attempts {
+		n, ok := current[a.ID]
+		owned[i] = ok && n == a.Attempts
+	}
+	return owned, nil
+}
+
+// CompleteOwnedTx moves events whose attempts OwnedTx confirmed to COMPLETED.
+func (s *Store) CompleteOwnedTx(ctx context.Context, tx pgx.Tx, ids []uuid.UUID) error {
+	if !CanTransition(StatusProcessing, StatusCompleted) {
+		return fmt.Errorf("complete: PROCESSING -> COMPLETED: %w", ErrTransition)
+	}
+	tag, err := tx.Exec(ctx, `UPDATE ingestion_events SET status = 'COMPLETED', last_error = NULL
+		WHERE id = ANY($1) AND status = 'PROCESSING'`, ids)
+	if err != nil {
+		return fmt.Errorf("complete %d events: %w", len(ids), translate(err))
+	}
+	if int(tag.RowsAffected()) != len(ids) {
+		// OwnedTx holds their locks: anything else is a bug, and the caller rolls back.
+		return fmt.Errorf("complete %d events: %d were PROCESSING", len(ids), tag.RowsAffected())
+	}
+	return nil
 }
 
 // Retry moves a failed attempt back to PENDING with its error, to be tried again.

@@ -136,8 +136,10 @@ type SubscriberConfig struct {
 // NewRedisSubscriber consumes with group ConsumerGroup. It takes its own
 // client because the subscriber closes its client when it closes.
 func NewRedisSubscriber(opts *redis.Options, cfg SubscriberConfig, logger watermill.LoggerAdapter) (message.Subscriber, error) {
+	own := *opts
+	own.PoolSize = 4 // one blocking read, acks, claims: many consumers must not each hold a large pool
 	sub, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
-		Client:        redis.NewClient(opts),
+		Client:        redis.NewClient(&own),
 		Unmarshaller:  Marshaller{},
 		Consumer:      cfg.Consumer,
 		ConsumerGroup: ConsumerGroup,

@@ -175,7 +175,8 @@ func serve(ctx context.Context, roles role) error {
 		go func() {
 			defer wg.Done()
 			<-runCtx.Done()
-			shutdownCtx, done := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+			// The run context has ended: the shutdown gets a deadline of its own.
+			shutdownCtx, done := context.WithTimeout(context.WithoutCancel(runCtx), a.cfg.ShutdownTimeout)
 			defer done()
 			if err := srv.Shutdown(shutdownCtx); err != nil {
 				errs <- fmt.Errorf("http shutdown: %w", err)

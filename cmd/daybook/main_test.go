@@ -94,7 +94,7 @@ func (in *instance) start(args ...string) {
 	in.t.Cleanup(func() {
 		if in.cmd.ProcessState == nil {
 			_ = in.cmd.Process.Kill()
-			<-in.done
+			<-in.done //nolint:errcheck // killed on purpose: its exit status says nothing
 		}
 	})
 	require.Eventually(in.t, func() bool {
