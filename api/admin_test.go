@@ -39,6 +39,7 @@ func TestAdmin_BearerTokenRequiredWhenConfigured(t *testing.T) {
 
 	r := s.get("/admin/dlq", "Authorization", "Bearer adm1n")
 	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
+	require.Equal(t, http.StatusOK, s.get("/admin/dlq", "Authorization", "bearer adm1n").status, "the scheme name is case-insensitive")
 	require.Equal(t, map[string]any{"items": []any{}, "next_cursor": nil}, fields(t, r))
 	requireProblem(t, s.do(http.MethodPost, "/admin/replay/"+unknown, nil, "Authorization", "Bearer adm1n"), http.StatusNotFound)
 	// Ingest and reads are not admin routes.

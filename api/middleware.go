@@ -73,8 +73,9 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			}
 		case strings.HasPrefix(path, "/admin/"):
 			if s.cfg.AdminToken != "" {
-				token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-				if !ok || !equal(token, s.cfg.AdminToken) {
+				// The scheme name is case-insensitive (RFC 9110 section 11.1).
+				scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+				if !ok || !strings.EqualFold(scheme, "Bearer") || !equal(token, s.cfg.AdminToken) {
 					w.Header().Set("WWW-Authenticate", `Bearer realm="daybook-admin"`)
 					writeProblem(w, http.StatusUnauthorized, "admin routes need Authorization: Bearer <DAYBOOK_ADMIN_TOKEN>")
 					return
@@ -147,6 +148,12 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), patternKey{}, route)))
 		if *route == "" {
 			*route = "other"
+		}
+		if strings.HasPrefix(*route, "/events/ingest") {
+			switch rec.status {
+			case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
+				s.deps.Metrics.EventsIngested.WithLabelValues("invalid").Inc()
+			}
 		}
 		s.deps.Metrics.HTTPRequestDuration.WithLabelValues(r.Method, *route, strconv.Itoa(rec.status)).Observe(time.Since(start).Seconds())
 	})

@@ -111,6 +111,17 @@ func TestMetrics_CountAcceptedIngest(t *testing.T) {
 	require.Contains(t, string(r.body), `daybook_http_request_duration_seconds_count{code="202",method="POST",route="/events/ingest"} 1`)
 }
 
+func TestMetrics_CountRefusedIngestAsInvalid(t *testing.T) {
+	t.Parallel()
+	s := newServer(t)
+	requireProblem(t, s.ingest(`{bad`), http.StatusBadRequest)
+	requireProblem(t, s.ingest(`{"source":"","type":"t","payload":{}}`), http.StatusUnprocessableEntity)
+
+	r := s.get("/metrics")
+
+	require.Contains(t, string(r.body), "\ndaybook_events_ingested_total{result=\"invalid\"} 2\n")
+}
+
 func TestOpenAPI_DocumentListsTheIngestOperations(t *testing.T) {
 	t.Parallel()
 	s := newServer(t)

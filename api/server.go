@@ -25,8 +25,6 @@ type Config struct {
 	APIKeys    []string
 	AdminToken string
 	HMACSecret string
-	// RequestTimeout bounds one request's handler.
-	RequestTimeout time.Duration
 }
 
 // Deps are the API's collaborators.
@@ -60,9 +58,6 @@ const (
 
 // New builds the server and registers every operation.
 func New(deps Deps, cfg Config) *Server {
-	if cfg.RequestTimeout == 0 {
-		cfg.RequestTimeout = 10 * time.Second
-	}
 	mux := http.NewServeMux()
 	hcfg := huma.DefaultConfig("Daybook", "1.0.0")
 	hcfg.CreateHooks = nil // no $schema links in bodies: responses keep the documented shape

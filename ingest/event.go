@@ -117,11 +117,15 @@ func Canonical(doc []byte) ([]byte, error) {
 	if err := expectEnd(dec); err != nil {
 		return nil, fmt.Errorf("canonical JSON: %w", err)
 	}
-	b, err := json.Marshal(v) // encoding/json sorts map keys
-	if err != nil {
+	// encoding/json sorts map keys; HTML escaping is off so that <, > and &
+	// stay as written, as any other JSON encoder would leave them.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		return nil, fmt.Errorf("canonical JSON: %w", err)
 	}
-	return b, nil
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // expectEnd fails when dec holds anything but white space after the document

@@ -103,6 +103,7 @@ func TestCanonical_SortsKeysDropsSpaceAndKeepsNumbersAsWritten(t *testing.T) {
 		"exponent kept":              {`{"n":1e3,"m":-0.0,"k":2E-7}`, `{"k":2E-7,"m":-0.0,"n":1e3}`},
 		"array order kept":           {`[3,1,2]`, `[3,1,2]`},
 		"unicode kept":               {`{"é":"ü"}`, `{"é":"ü"}`},
+		"html characters kept":       {`{"a":"<b> & </b>"}`, `{"a":"<b> & </b>"}`},
 		"a scalar":                   {`"x"`, `"x"`},
 	} {
 		t.Run(name, func(t *testing.T) {
