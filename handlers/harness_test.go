@@ -91,8 +91,7 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	return h
 }
 
-// start runs a worker until stop (or the end of the test).
-func (h *harness) start() {
+func (h *harness) newWorker() *Worker {
 	h.t.Helper()
 	store, err := archive.NewFileStore(h.archiveDir)
 	require.NoError(h.t, err)
@@ -101,6 +100,13 @@ func (h *harness) start() {
 		Metrics: h.metrics, Logger: slog.New(slog.DiscardHandler),
 	}, h.cfg)
 	require.NoError(h.t, err)
+	return w
+}
+
+// start runs a worker until stop (or the end of the test).
+func (h *harness) start() {
+	h.t.Helper()
+	w := h.newWorker()
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan error, 1)
 	go func() { h.done <- w.Run(ctx) }()

@@ -47,6 +47,10 @@ type Config struct {
 	BatchMax int
 	// GaugeInterval is how often queue depth, DLQ depth and outbox backlog are read.
 	GaugeInterval time.Duration
+	// DedupTTL is how long a handled message's uuid is remembered.
+	DedupTTL time.Duration
+	// TrimInterval is how often acknowledged entries are trimmed from the work stream.
+	TrimInterval time.Duration
 	// LogStreamMaxLen bounds the daybook.log stream the outbox relay feeds.
 	LogStreamMaxLen int64
 }
@@ -74,6 +78,12 @@ func (c *Config) Validate() error {
 	}
 	if c.GaugeInterval == 0 {
 		c.GaugeInterval = 5 * time.Second
+	}
+	if c.DedupTTL == 0 {
+		c.DedupTTL = 24 * time.Hour
+	}
+	if c.TrimInterval == 0 {
+		c.TrimInterval = time.Minute
 	}
 	if c.LogStreamMaxLen == 0 {
 		c.LogStreamMaxLen = 1_000_000
@@ -170,9 +180,10 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	loopsCtx, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
 	var loops sync.WaitGroup
-	loops.Add(2)
+	loops.Add(3)
 	go func() { defer loops.Done(); w.every(loopsCtx, w.cfg.RescueInterval, w.rescue) }()
 	go func() { defer loops.Done(); w.every(loopsCtx, w.cfg.GaugeInterval, w.readGauges) }()
+	go func() { defer loops.Done(); w.every(loopsCtx, w.cfg.TrimInterval, w.trim) }()
 
 	select {
 	case <-ctx.Done():
@@ -200,13 +211,16 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-// newRouter builds the router: one handler per consumer, and the outbox relay.
-func (w *Worker) newRouter() (*message.Router, error) {
-	wmLogger := watermill.NewSlogLogger(w.deps.Logger)
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: w.cfg.ShutdownTimeout}, wmLogger)
-	if err != nil {
-		return nil, fmt.Errorf("new router: %w", err)
-	}
+// middlewares is the chain every consumer runs, outermost first. The drain
+// gate stops new messages at shutdown; the correlation id reaches every log
+// line below; shutdown errors are marked so the poison queue lets them pass;
+// dedup skips a message handled before (a redelivery after a lost ack) and
+// records one only once handled; Retry runs attempts with backoff and hands
+// the final failure to PoisonQueue; Recoverer turns a panic into an ordinary
+// failed attempt; the breaker, innermost, absorbs Postgres outages so that
+// they never count as attempts. No Timeout middleware: inside PoisonQueue it
+// loses the poison publish (watermill #467); each attempt bounds itself.
+func (w *Worker) middlewares() ([]message.HandlerMiddleware, error) {
 	poison, err := middleware.PoisonQueueWithFilter(&deadLetterPublisher{worker: w}, w.cfg.Topics.Dead(), func(err error) bool {
 		return !errors.Is(err, errShuttingDown)
 	})
@@ -222,6 +236,23 @@ func (w *Worker) newRouter() (*message.Router, error) {
 		// the remaining retries and go straight to the poison queue.
 		ShouldRetry:         func(p middleware.RetryParams) bool { return !ingest.IsPermanent(p.Err) },
 		ResetContextOnRetry: true,
+	}
+	dedup := dedup{client: w.deps.Redis, prefix: w.cfg.Topics.Prefix, ttl: w.cfg.DedupTTL, metrics: w.deps.Metrics}
+	return []message.HandlerMiddleware{
+		w.drain.Middleware, correlation, markShutdown, dedup.Middleware, poison, retry.Middleware, middleware.Recoverer, w.breaker.Middleware,
+	}, nil
+}
+
+// newRouter builds the router: one handler per consumer, and the outbox relay.
+func (w *Worker) newRouter() (*message.Router, error) {
+	wmLogger := watermill.NewSlogLogger(w.deps.Logger)
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: w.cfg.ShutdownTimeout}, wmLogger)
+	if err != nil {
+		return nil, fmt.Errorf("new router: %w", err)
+	}
+	chain, err := w.middlewares()
+	if err != nil {
+		return nil, err
 	}
 	own := map[string]bool{}
 	for _, name := range w.consumerNames() {
@@ -241,15 +272,7 @@ func (w *Worker) newRouter() (*message.Router, error) {
 			return nil, err
 		}
 		h := router.AddConsumerHandler("ingest-"+name, w.cfg.Topics.Events(), sub, w.handle)
-		// Outermost first. The drain gate stops new messages at shutdown;
-		// the correlation id reaches every log line below; shutdown errors
-		// never reach the poison queue; Retry runs attempts with backoff and
-		// hands the final failure to PoisonQueue; Recoverer turns a panic
-		// into an ordinary failed attempt; the breaker, innermost, absorbs
-		// Postgres outages so that they never count as attempts. No Timeout
-		// middleware: inside PoisonQueue it loses the poison publish
-		// (watermill #467); each attempt bounds itself instead.
-		h.AddMiddleware(w.drain.Middleware, correlation, markShutdown, poison, retry.Middleware, middleware.Recoverer, w.breaker.Middleware)
+		h.AddMiddleware(chain...)
 	}
 	relayPub := queue.PrefixedPublisher{Prefix: w.cfg.Topics.Prefix, Pub: w.publisher}
 	if err := eventstore.NewRelay(w.deps.Pool, relayPub, router, wmLogger, eventstore.RelayConfig{}); err != nil {
@@ -315,6 +338,14 @@ func (w *Worker) rescue(ctx context.Context) {
 	}
 	if err != nil && ctx.Err() == nil {
 		w.deps.Logger.Error("rescue stuck events", "error", err)
+	}
+}
+
+// trim removes work-stream entries every consumer group has finished with:
+// the producer never trims (a cap would drop unprocessed messages).
+func (w *Worker) trim(ctx context.Context) {
+	if _, err := gate.TrimAcknowledged(ctx, w.deps.Redis, w.cfg.Topics.Events()); err != nil && ctx.Err() == nil {
+		w.deps.Logger.Warn("trim work stream", "error", err)
 	}
 }
 
