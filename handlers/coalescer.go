@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/daybook/daybook/ingest"
 )
 
@@ -15,6 +17,7 @@ import (
 // acks, retries or dead-letters its own message.
 type coalescer struct {
 	processor *ingest.Processor
+	sizes     prometheus.Histogram
 	timeout   time.Duration
 	batchMax  int
 	requests  chan coalesced
@@ -27,8 +30,8 @@ type coalesced struct {
 }
 
 // newCoalescer starts flushers goroutines; stop ends them.
-func newCoalescer(p *ingest.Processor, flushers, batchMax int, timeout time.Duration) *coalescer {
-	c := &coalescer{processor: p, timeout: timeout, batchMax: batchMax, requests: make(chan coalesced)}
+func newCoalescer(p *ingest.Processor, sizes prometheus.Histogram, flushers, batchMax int, timeout time.Duration) *coalescer {
+	c := &coalescer{processor: p, sizes: sizes, timeout: timeout, batchMax: batchMax, requests: make(chan coalesced)}
 	for range flushers {
 		c.wg.Add(1)
 		go c.flush()
@@ -65,6 +68,7 @@ func (c *coalescer) flush() {
 				break collect
 			}
 		}
+		c.sizes.Observe(float64(len(batch)))
 		events := make([]ingest.Event, len(batch))
 		for i, req := range batch {
 			events[i] = req.event

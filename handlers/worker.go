@@ -172,7 +172,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	w.coalescer = newCoalescer(w.processor, w.cfg.Flushers, w.cfg.BatchMax, w.cfg.AttemptTimeout)
+	w.coalescer = newCoalescer(w.processor, w.deps.Metrics.BatchSize, w.cfg.Flushers, w.cfg.BatchMax, w.cfg.AttemptTimeout)
 	defer w.coalescer.stop() // after the router: no consumer hands anything over any more
 
 	routerDone := make(chan error, 1)

@@ -15,6 +15,7 @@ type Metrics struct {
 	EventsIngested      *prometheus.CounterVec   // result: accepted|duplicate|rate_limited|invalid|unauthorized|unavailable
 	EventsProcessed     *prometheus.CounterVec   // status: COMPLETED|FAILED|DUPLICATE|SKIPPED|RETRY
 	ProcessingDuration  prometheus.Histogram     // one processing attempt
+	BatchSize           prometheus.Histogram     // events per worker batch (group commit)
 	QueueDepth          *prometheus.GaugeVec     // queue: messages waiting (lag + pending)
 	DLQDepth            prometheus.Gauge         // dead letters not yet replayed
 	OutboxBacklog       prometheus.Gauge         // outbox rows not yet relayed
@@ -39,6 +40,10 @@ func NewMetrics() *Metrics {
 		ProcessingDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "daybook_event_processing_seconds", Help: "Duration of one processing attempt.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
+		BatchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "daybook_worker_batch_size", Help: "Events processed together in one worker batch.",
+			Buckets: []float64{1, 2, 5, 10, 25, 50, 100, 250, 500},
 		}),
 		QueueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "daybook_queue_depth", Help: "Messages waiting on the queue: not yet delivered plus delivered but unacknowledged.",
@@ -70,7 +75,7 @@ func NewMetrics() *Metrics {
 		}, []string{"method", "route", "code"}),
 	}
 	m.Registry.MustRegister(
-		m.EventsIngested, m.EventsProcessed, m.ProcessingDuration, m.QueueDepth, m.DLQDepth, m.OutboxBacklog,
+		m.EventsIngested, m.EventsProcessed, m.ProcessingDuration, m.BatchSize, m.QueueDepth, m.DLQDepth, m.OutboxBacklog,
 		m.TransfersTotal, m.LedgerTxRetries, m.ReconcileMismatches, m.CircuitBreakerState, m.StuckRescued,
 		m.HTTPRequestDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
