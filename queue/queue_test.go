@@ -1,0 +1,96 @@
+package queue
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/daybook/daybook/internal/testredis"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestMarshaller_RoundTripsUUIDPayloadAndMetadata(t *testing.T) {
+	t.Parallel()
+	msg := message.NewMessage("u-1", []byte(`{"a":1}`))
+	msg.Metadata.Set("correlation_id", "c-1")
+	values, err := Marshaller{}.Marshal("topic", msg)
+	require.NoError(t, err)
+	// Redis hands every field back as a string.
+	asRedis := map[string]any{}
+	for k, v := range values {
+		switch v := v.(type) {
+		case []byte:
+			asRedis[k] = string(v)
+		default:
+			asRedis[k] = v
+		}
+	}
+	got, err := Marshaller{}.Unmarshal(asRedis)
+	require.NoError(t, err)
+	require.Equal(t, "u-1", got.UUID)
+	require.Equal(t, `{"a":1}`, string(got.Payload))
+	require.Equal(t, "c-1", got.Metadata.Get("correlation_id"))
+	require.Empty(t, got.Metadata.Get(MetaDecodeError))
+}
+
+// A malformed stream entry must not stop the subscriber (redisstream closes
+// it on an unmarshal error): it becomes a flagged message instead.
+func TestMarshaller_UnmarshalNeverFailsAndFlagsMalformedEntries(t *testing.T) {
+	t.Parallel()
+	for name, values := range map[string]map[string]any{
+		"no uuid":          {FieldPayload: "{}", FieldMetadata: "{}"},
+		"no payload":       {FieldUUID: "u", FieldMetadata: "{}"},
+		"bad metadata":     {FieldUUID: "u", FieldPayload: "{}", FieldMetadata: "not json"},
+		"metadata not map": {FieldUUID: "u", FieldPayload: "{}", FieldMetadata: `["x"]`},
+		"foreign fields":   {"foo": "bar"},
+	} {
+		msg, err := Marshaller{}.Unmarshal(values)
+		require.NoError(t, err, name)
+		require.NotEmpty(t, msg.UUID, name)
+		require.NotEmpty(t, msg.Metadata.Get(MetaDecodeError), name)
+	}
+}
+
+func TestHandBackPending_MakesAPreviousRunsMessagesClaimableAtOnce(t *testing.T) {
+	t.Parallel()
+	client, prefix := testredis.New(t)
+	ctx := context.Background()
+	stream := prefix + EventsTopic
+	require.NoError(t, client.XGroupCreateMkStream(ctx, stream, ConsumerGroup, "0").Err())
+	for range 3 {
+		require.NoError(t, client.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: map[string]any{FieldUUID: "u", FieldPayload: "{}"}}).Err())
+	}
+	_, err := client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: ConsumerGroup, Consumer: "host-0", Streams: []string{stream, ">"}, Count: 2}).Result()
+	require.NoError(t, err)
+	_, err = client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: ConsumerGroup, Consumer: "other-0", Streams: []string{stream, ">"}, Count: 1}).Result()
+	require.NoError(t, err)
+
+	n, err := HandBackPending(ctx, client, stream, []string{"host-0", "host-1"}, time.Hour)
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+
+	pending, err := client.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: ConsumerGroup, Start: "-", End: "+", Count: 10}).Result()
+	require.NoError(t, err)
+	require.Len(t, pending, 3)
+	for _, p := range pending {
+		if p.Consumer == "host-0" {
+			require.GreaterOrEqual(t, p.Idle, 59*time.Minute, "marked long idle")
+		} else {
+			require.Less(t, p.Idle, time.Minute, "another consumer's message is left alone")
+		}
+	}
+}
+
+func TestHandBackPending_NoGroupYetIsNothingToDo(t *testing.T) {
+	t.Parallel()
+	client, prefix := testredis.New(t)
+	n, err := HandBackPending(context.Background(), client, prefix+EventsTopic, []string{"host-0"}, time.Hour)
+	require.NoError(t, err)
+	require.Zero(t, n)
+}
