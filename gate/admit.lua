@@ -6,9 +6,10 @@
 -- KEYS[2+2i]       pending marker of item i
 -- ARGV[1]          refill rate in tokens per second; <= 0 turns the rate limit off
 -- ARGV[2]          bucket capacity (burst)
--- ARGV[3]          idempotency key and pending marker TTL, milliseconds
+-- ARGV[3]          idempotency key TTL, milliseconds
 -- ARGV[4]          extra life of an idle bucket beyond its time to fill, milliseconds
 -- ARGV[5]          item count n
+-- ARGV[6]          pending marker TTL, milliseconds
 -- then per item:   event id, message uuid, payload, metadata JSON, pending field count m,
 --                  then m field/value pairs
 --
@@ -24,6 +25,7 @@ local burst = tonumber(ARGV[2])
 local ttl_ms = ARGV[3]
 local margin_ms = tonumber(ARGV[4])
 local n = tonumber(ARGV[5])
+local pending_ttl_ms = ARGV[6]
 
 local limited = rate > 0
 local tokens, now_ms
@@ -58,7 +60,7 @@ if limited then
 end
 
 local reply = {'O', ''}
-local a = 6
+local a = 7
 for i = 1, n do
   local idem_key = KEYS[1 + 2 * i]
   local pending_key = KEYS[2 + 2 * i]
@@ -81,7 +83,7 @@ for i = 1, n do
     end
     if m > 0 then
       redis.call('HSET', pending_key, unpack(ARGV, a + 5, a + 4 + 2 * m))
-      redis.call('PEXPIRE', pending_key, ttl_ms)
+      redis.call('PEXPIRE', pending_key, pending_ttl_ms)
     end
     reply[#reply + 1] = 'A'
     reply[#reply + 1] = entry_id

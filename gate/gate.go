@@ -65,11 +65,17 @@ type Config struct {
 	RatePerSecond float64
 	// Burst is the bucket capacity; default RatePerSecond rounded up, at least 1.
 	Burst int
-	// IdempotencyTTL is how long an idempotency key and a pending marker live; default 24h.
+	// IdempotencyTTL is how long an idempotency key lives; default 24h.
 	IdempotencyTTL time.Duration
+	// PendingTTL is how long a pending marker lives: it only answers GET /events/{id} until the worker has
+	// stored the event, so it need not live as long as the key; default 1h, at most IdempotencyTTL.
+	PendingTTL time.Duration
 }
 
-const idempotencyTTLDefault = 24 * time.Hour
+const (
+	idempotencyTTLDefault = 24 * time.Hour
+	pendingTTLDefault     = time.Hour
+)
 
 func (c *Config) setDefaults() {
 	if c.Burst == 0 && c.RatePerSecond > 0 {
@@ -77,6 +83,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.IdempotencyTTL == 0 {
 		c.IdempotencyTTL = idempotencyTTLDefault
+	}
+	if c.PendingTTL == 0 {
+		c.PendingTTL = min(pendingTTLDefault, c.IdempotencyTTL)
 	}
 }
 
@@ -95,6 +104,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("burst %d: must be at least 1 when rate limited", c.Burst)
 	case c.IdempotencyTTL < idempotencyTTLMin:
 		return fmt.Errorf("idempotency TTL %v: below %v", c.IdempotencyTTL, idempotencyTTLMin)
+	case c.PendingTTL < idempotencyTTLMin || c.PendingTTL > c.IdempotencyTTL:
+		return fmt.Errorf("pending TTL %v: must be within %v..%v", c.PendingTTL, idempotencyTTLMin, c.IdempotencyTTL)
 	}
 	return nil
 }
@@ -233,13 +244,14 @@ func (g *Gate) admitBatch(ctx context.Context, batch []Admission) ([]Result, err
 	clientID := batch[0].ClientID
 	keys := make([]string, 0, 2+2*len(batch))
 	keys = append(keys, g.cfg.KeyPrefix+"ratelimit:"+clientID, g.cfg.Stream)
-	args := make([]any, 0, 5+len(batch)*(5+2*3))
+	args := make([]any, 0, 6+len(batch)*(5+2*3))
 	args = append(args,
 		strconv.FormatFloat(g.cfg.RatePerSecond, 'g', -1, 64),
 		g.cfg.Burst,
 		g.cfg.IdempotencyTTL.Milliseconds(),
 		bucketIdleMargin.Milliseconds(),
 		len(batch),
+		g.cfg.PendingTTL.Milliseconds(),
 	)
 	for i, a := range batch {
 		if err := a.validate(); err != nil {

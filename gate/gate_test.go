@@ -25,6 +25,7 @@ func TestNew_DefaultsAndValidation(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 3, g.cfg.Burst)
 	require.Equal(t, 24*time.Hour, g.cfg.IdempotencyTTL)
+	require.Equal(t, time.Hour, g.cfg.PendingTTL)
 
 	g, err = New(client, Config{Stream: "s"})
 	require.NoError(t, err)
@@ -48,7 +49,7 @@ func TestNew_DefaultsAndValidation(t *testing.T) {
 func TestAdmit_AcceptedPutsExactEntryOnStreamAndSetsPendingMarker(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	g, client, cfg := newTestGate(t, Config{IdempotencyTTL: time.Hour})
+	g, client, cfg := newTestGate(t, Config{IdempotencyTTL: time.Hour, PendingTTL: time.Minute})
 
 	a := testAdmission("client-1", "key-1")
 	a.Payload = []byte("\x00binary\xff payload")
@@ -78,11 +79,11 @@ func TestAdmit_AcceptedPutsExactEntryOnStreamAndSetsPendingMarker(t *testing.T) 
 	require.True(t, ok)
 	require.Equal(t, a.EventID, eventID)
 
-	for _, key := range []string{cfg.KeyPrefix + "idem:key-1", cfg.KeyPrefix + "pending:" + a.EventID} {
+	for key, limit := range map[string]time.Duration{cfg.KeyPrefix + "idem:key-1": time.Hour, cfg.KeyPrefix + "pending:" + a.EventID: time.Minute} {
 		ttl, err := client.PTTL(ctx, key).Result()
 		require.NoError(t, err)
-		require.Greater(t, ttl, time.Duration(0), key)
-		require.LessOrEqual(t, ttl, time.Hour, key)
+		require.Greater(t, ttl, limit-time.Minute/2, key)
+		require.LessOrEqual(t, ttl, limit, key)
 	}
 	exists, err := client.Exists(ctx, cfg.KeyPrefix+"ratelimit:client-1").Result()
 	require.NoError(t, err)
