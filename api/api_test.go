@@ -27,6 +27,7 @@ import (
 	"github.com/daybook/daybook/ingest"
 	"github.com/daybook/daybook/internal/testdb"
 	"github.com/daybook/daybook/internal/testredis"
+	"github.com/daybook/daybook/ledger"
 	"github.com/daybook/daybook/observability"
 	"github.com/daybook/daybook/queue"
 	"github.com/daybook/daybook/replay"
@@ -53,9 +54,14 @@ type serverSetup struct {
 	api        api.Config
 	gate       gate.Config
 	queueReady func(context.Context) error
+	ledgerLock string
 }
 
 type serverOption func(*serverSetup)
+
+func withLedgerLock(strategy string) serverOption {
+	return func(s *serverSetup) { s.ledgerLock = strategy }
+}
 
 func withAPIKeys(keys ...string) serverOption {
 	return func(s *serverSetup) { s.api.APIKeys = keys }
@@ -96,8 +102,13 @@ func newServer(t *testing.T, opts ...serverOption) *testServer {
 
 	events, dead := ingest.NewStore(pool), deadletter.NewStore(pool)
 	metrics := observability.NewMetrics()
+	book, err := ledger.NewService(pool, ledger.Config{
+		Lock: setup.ledgerLock, Redis: client, KeyPrefix: prefix,
+		OnRetry: func(reason string) { metrics.LedgerTxRetries.WithLabelValues(reason).Inc() },
+	})
+	require.NoError(t, err)
 	srv := api.New(api.Deps{
-		Pool: pool, Redis: client, Gate: g, Events: events, Dead: dead,
+		Pool: pool, Redis: client, Gate: g, Events: events, Dead: dead, Ledger: book,
 		Replayer: replay.New(events, dead, queue.Sender{Pub: pub}, stream),
 		Metrics:  metrics, Logger: slog.New(slog.DiscardHandler), QueueReady: setup.queueReady,
 	}, setup.api)
@@ -239,6 +250,7 @@ func fields(t *testing.T, r reply) map[string]any {
 
 // problem is an RFC 9457 problem as huma writes it.
 type problem struct {
+	Type   string `json:"type"`
 	Title  string `json:"title"`
 	Status int    `json:"status"`
 	Detail string `json:"detail"`

@@ -16,6 +16,7 @@ import (
 	"github.com/daybook/daybook/deadletter"
 	"github.com/daybook/daybook/gate"
 	"github.com/daybook/daybook/ingest"
+	"github.com/daybook/daybook/ledger"
 	"github.com/daybook/daybook/observability"
 	"github.com/daybook/daybook/replay"
 )
@@ -35,6 +36,7 @@ type Deps struct {
 	Events   *ingest.Store
 	Dead     *deadletter.Store
 	Replayer *replay.Replayer
+	Ledger   *ledger.Service
 	Metrics  *observability.Metrics
 	Logger   *slog.Logger
 	// QueueReady checks that the queue can take messages (for /ready).
@@ -72,6 +74,7 @@ func New(deps Deps, cfg Config) *Server {
 	s.registerIngest()
 	s.registerEvents()
 	s.registerAdmin()
+	s.registerLedger()
 	s.registerOps()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(deps.Metrics.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -22,6 +22,7 @@ import (
 	"github.com/daybook/daybook/gate"
 	"github.com/daybook/daybook/handlers"
 	"github.com/daybook/daybook/ingest"
+	"github.com/daybook/daybook/ledger"
 	"github.com/daybook/daybook/migrations"
 	"github.com/daybook/daybook/observability"
 	"github.com/daybook/daybook/queue"
@@ -223,9 +224,16 @@ func (a *app) newHTTPServer() (*http.Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	book, err := ledger.NewService(a.pool, ledger.Config{
+		Lock: a.cfg.LedgerLock, Redis: a.redis, KeyPrefix: a.cfg.KeyPrefix,
+		OnRetry: func(reason string) { a.metrics.LedgerTxRetries.WithLabelValues(reason).Inc() },
+	})
+	if err != nil {
+		return nil, err
+	}
 	srv := api.New(api.Deps{
 		Pool: a.pool, Redis: a.redis, Gate: g, Events: ingest.NewStore(a.pool), Dead: deadletter.NewStore(a.pool),
-		Replayer: a.replayer(), Metrics: a.metrics, Logger: a.log,
+		Replayer: a.replayer(), Ledger: book, Metrics: a.metrics, Logger: a.log,
 	}, api.Config{APIKeys: a.cfg.APIKeys, AdminToken: a.cfg.AdminToken, HMACSecret: a.cfg.HMACSecret})
 	return &http.Server{
 		Addr:              a.cfg.HTTPAddr,
