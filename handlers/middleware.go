@@ -102,7 +102,11 @@ func markShutdown(h message.HandlerFunc) message.HandlerFunc {
 // deadLetterPublisher is the poison queue: it records the message in table
 // dead_letters (listable and replayable) and appends it to the DLQ stream.
 // Both must succeed before the message is acknowledged.
-type deadLetterPublisher struct{ worker *Worker }
+type deadLetterPublisher struct {
+	worker *Worker
+	// source is the topic a replay puts the message back on.
+	source string
+}
 
 func (p *deadLetterPublisher) Publish(topic string, msgs ...*message.Message) error {
 	w := p.worker
@@ -113,7 +117,7 @@ func (p *deadLetterPublisher) Publish(topic string, msgs ...*message.Message) er
 		}
 		md := map[string]string(msg.Metadata)
 		letter, err := w.dead.Record(msg.Context(), deadletter.Letter{
-			MessageUUID: msg.UUID, EventID: eventID, Topic: w.cfg.Topics.Events(),
+			MessageUUID: msg.UUID, EventID: eventID, Topic: p.source,
 			Reason: msg.Metadata.Get(middleware.ReasonForPoisonedKey), Payload: msg.Payload, Metadata: md,
 		})
 		if err != nil {

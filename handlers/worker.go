@@ -221,7 +221,7 @@ func (w *Worker) Run(ctx context.Context) error {
 // they never count as attempts. No Timeout middleware: inside PoisonQueue it
 // loses the poison publish (watermill #467); each attempt bounds itself.
 func (w *Worker) middlewares() ([]message.HandlerMiddleware, error) {
-	poison, err := middleware.PoisonQueueWithFilter(&deadLetterPublisher{worker: w}, w.cfg.Topics.Dead(), func(err error) bool {
+	poison, err := middleware.PoisonQueueWithFilter(&deadLetterPublisher{worker: w, source: w.cfg.Topics.Events()}, w.cfg.Topics.Dead(), func(err error) bool {
 		return !errors.Is(err, errShuttingDown)
 	})
 	if err != nil {
@@ -273,6 +273,9 @@ func (w *Worker) newRouter() (*message.Router, error) {
 		}
 		h := router.AddConsumerHandler("ingest-"+name, w.cfg.Topics.Events(), sub, w.handle)
 		h.AddMiddleware(chain...)
+	}
+	if err := w.addProjector(router, wmLogger); err != nil {
+		return nil, err
 	}
 	relayPub := queue.PrefixedPublisher{Prefix: w.cfg.Topics.Prefix, Pub: w.publisher}
 	if err := eventstore.NewRelay(w.deps.Pool, relayPub, router, wmLogger, eventstore.RelayConfig{}); err != nil {

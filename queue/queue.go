@@ -21,6 +21,8 @@ const (
 	EventsTopic   = "daybook.events"
 	DeadTopic     = "daybook.events.dlq"
 	ConsumerGroup = "daybook-worker"
+	// ProjectionsGroup consumes daybook.log for the asynchronous projections.
+	ProjectionsGroup = "daybook-projections"
 )
 
 // Message fields on a Redis stream entry. The gate's Lua script writes the
@@ -125,6 +127,8 @@ func (s Sender) Publish(ctx context.Context, topic, messageUUID string, payload 
 type SubscriberConfig struct {
 	// Consumer is the consumer's name in the group; keep it stable across restarts.
 	Consumer string
+	// Group is the consumer group; default ConsumerGroup.
+	Group string
 	// ClaimIdle is how long a delivered, unacknowledged message waits before
 	// this consumer claims it from a consumer that went away.
 	ClaimIdle time.Duration
@@ -136,13 +140,16 @@ type SubscriberConfig struct {
 // NewRedisSubscriber consumes with group ConsumerGroup. It takes its own
 // client because the subscriber closes its client when it closes.
 func NewRedisSubscriber(opts *redis.Options, cfg SubscriberConfig, logger watermill.LoggerAdapter) (message.Subscriber, error) {
+	if cfg.Group == "" {
+		cfg.Group = ConsumerGroup
+	}
 	own := *opts
 	own.PoolSize = 4 // one blocking read, acks, claims: many consumers must not each hold a large pool
 	sub, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
 		Client:        redis.NewClient(&own),
 		Unmarshaller:  Marshaller{},
 		Consumer:      cfg.Consumer,
-		ConsumerGroup: ConsumerGroup,
+		ConsumerGroup: cfg.Group,
 		// A nacked message is only re-sent after a pause: redisstream would
 		// otherwise re-send it at once, forever.
 		NackResendSleep: time.Second,

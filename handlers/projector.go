@@ -1,0 +1,59 @@
+package handlers
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/google/uuid"
+
+	"github.com/daybook/daybook/eventstore"
+	"github.com/daybook/daybook/projections"
+	"github.com/daybook/daybook/queue"
+)
+
+// addProjector consumes daybook.log (group daybook-projections) and feeds
+// the asynchronous projections, each event applied once (projection_applied).
+// It runs the same retry, poison-queue, recoverer and breaker chain as the
+// ingest consumers; its dead letters are replayed onto daybook.log.
+func (w *Worker) addProjector(router *message.Router, logger watermill.LoggerAdapter) error {
+	logTopic := w.cfg.Topics.Named(eventstore.LogTopic)
+	sub, err := queue.NewRedisSubscriber(w.deps.RedisOptions, queue.SubscriberConfig{
+		Consumer: w.cfg.ConsumerName + "-projector", Group: queue.ProjectionsGroup, ClaimIdle: w.cfg.ClaimIdle,
+	}, logger)
+	if err != nil {
+		return err
+	}
+	poison, err := middleware.PoisonQueueWithFilter(&deadLetterPublisher{worker: w, source: logTopic}, w.cfg.Topics.Dead(), func(err error) bool {
+		return !errors.Is(err, errShuttingDown)
+	})
+	if err != nil {
+		return fmt.Errorf("projector poison queue: %w", err)
+	}
+	retry := middleware.Retry{
+		MaxRetries: w.cfg.MaxAttempts - 1, InitialInterval: w.cfg.RetryBackoff, MaxInterval: w.cfg.RetryBackoffMax,
+		Multiplier: 2, ResetContextOnRetry: true,
+	}
+	h := router.AddConsumerHandler("projector", logTopic, sub, w.project)
+	h.AddMiddleware(w.drain.Middleware, correlation, markShutdown, poison, retry.Middleware, middleware.Recoverer, w.breaker.Middleware)
+	return nil
+}
+
+// project applies one log event to the asynchronous projections.
+func (w *Worker) project(msg *message.Message) error {
+	var lm eventstore.LogMessage
+	if err := json.Unmarshal(msg.Payload, &lm); err != nil {
+		return fmt.Errorf("log message %s: %w", msg.UUID, err)
+	}
+	id, err := uuid.Parse(lm.EventID)
+	if err != nil {
+		return fmt.Errorf("log message %s: event id: %w", msg.UUID, err)
+	}
+	_, err = projections.ApplyDailyTotals(msg.Context(), w.deps.Pool, projections.LogEvent{
+		EventID: id, Position: lm.Position, Type: lm.Type, Data: lm.Data, RecordedAt: lm.RecordedAt,
+	})
+	return err
+}
