@@ -26,8 +26,9 @@ lint:
 # Go benchmarks, then the ingest load tool against a freshly started instance
 # (rate limit off, its own Redis key prefix), which stops itself.
 bench: services build
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./gate/ ./ingest/
+	$(GO) test -run '^$$' -bench Admit -benchtime 2s ./gate/
 	scripts/bench-ingest.sh
+	scripts/bench-ledger.sh
 
 openapi:
 	@$(GO) run ./cmd/daybook openapi

@@ -65,6 +65,8 @@ type Worker struct {
 	BreakerProbeInterval time.Duration
 	// AttemptTimeout bounds one processing attempt.
 	AttemptTimeout time.Duration
+	// ReconcileInterval is how often the worker reconciles the ledger.
+	ReconcileInterval time.Duration
 }
 
 // Load reads the configuration through getenv (os.Getenv in production).
@@ -125,6 +127,7 @@ func Load(getenv func(string) string) (Config, error) {
 			ClaimIdle:            duration("DAYBOOK_CLAIM_IDLE", 60*time.Second),
 			BreakerProbeInterval: duration("DAYBOOK_BREAKER_PROBE_INTERVAL", 30*time.Second),
 			AttemptTimeout:       duration("DAYBOOK_ATTEMPT_TIMEOUT", 5*time.Second),
+			ReconcileInterval:    duration("DAYBOOK_RECONCILE_INTERVAL", 24*time.Hour),
 		},
 	}
 

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 	"github.com/shopspring/decimal"
 	"github.com/stretchr/testify/require"
@@ -60,4 +61,22 @@ func TestProjector_FoldsLedgerPostingsIntoDailyTotalsOnce(t *testing.T) {
 	checkpoint, err := projections.Checkpoint(ctx, h.pool, projections.DailyTotals)
 	require.NoError(t, err)
 	require.Positive(t, checkpoint)
+}
+
+func TestWorker_ReconcilesOnScheduleAndExportsTheMismatches(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.cfg.ReconcileInterval = 100 * time.Millisecond
+	ctx := context.Background()
+	book, err := ledger.NewService(h.pool, ledger.Config{})
+	require.NoError(t, err)
+	alice, err := book.CreateAccount(ctx, ledger.CreateAccountParams{Name: "alice"})
+	require.NoError(t, err)
+	_, err = h.pool.Exec(ctx, `UPDATE account_balances SET balance = balance + 1 WHERE account_id = $1`, alice.ID)
+	require.NoError(t, err)
+
+	h.start()
+	require.Eventually(t, func() bool {
+		return testutil.ToFloat64(h.metrics.ReconcileMismatches) >= 1
+	}, 10*time.Second, 50*time.Millisecond)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/daybook/daybook/ingest"
 	"github.com/daybook/daybook/observability"
 	"github.com/daybook/daybook/queue"
+	"github.com/daybook/daybook/reconcile"
 	"github.com/daybook/daybook/replay"
 )
 
@@ -51,6 +52,8 @@ type Config struct {
 	DedupTTL time.Duration
 	// TrimInterval is how often acknowledged entries are trimmed from the work stream.
 	TrimInterval time.Duration
+	// ReconcileInterval is how often the ledger is reconciled (0 = never).
+	ReconcileInterval time.Duration
 	// LogStreamMaxLen bounds the daybook.log stream the outbox relay feeds.
 	LogStreamMaxLen int64
 }
@@ -180,7 +183,8 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	loopsCtx, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
 	var loops sync.WaitGroup
-	loops.Add(3)
+	loops.Add(4)
+	go func() { defer loops.Done(); w.reconcileEvery(loopsCtx) }()
 	go func() { defer loops.Done(); w.every(loopsCtx, w.cfg.RescueInterval, w.rescue) }()
 	go func() { defer loops.Done(); w.every(loopsCtx, w.cfg.GaugeInterval, w.readGauges) }()
 	go func() { defer loops.Done(); w.every(loopsCtx, w.cfg.TrimInterval, w.trim) }()
@@ -341,6 +345,36 @@ func (w *Worker) rescue(ctx context.Context) {
 	}
 	if err != nil && ctx.Err() == nil {
 		w.deps.Logger.Error("rescue stuck events", "error", err)
+	}
+}
+
+// reconcileEvery runs the ledger reconciliation on schedule (first after one
+// interval, not at start: a restart loop must not become a reconcile loop).
+func (w *Worker) reconcileEvery(ctx context.Context) {
+	if w.cfg.ReconcileInterval <= 0 {
+		return
+	}
+	tick := time.NewTicker(w.cfg.ReconcileInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		report, err := reconcile.Run(ctx, w.deps.Pool)
+		if err != nil {
+			if ctx.Err() == nil {
+				w.deps.Logger.Error("scheduled reconcile", "error", err)
+			}
+			continue
+		}
+		w.deps.Metrics.ReconcileMismatches.Set(float64(report.Count()))
+		if report.Count() > 0 {
+			w.deps.Logger.Error("scheduled reconcile found mismatches", "mismatches", report.Count(), "accounts", report.Accounts, "transfers", report.Transfers)
+		} else {
+			w.deps.Logger.Info("scheduled reconcile clean", "accounts", report.Accounts, "transfers", report.Transfers)
+		}
 	}
 }
 

@@ -273,6 +273,6 @@ func (a *app) newWorker() (*handlers.Worker, error) {
 		MaxAttempts: w.MaxAttempts, RetryBackoff: w.RetryBackoff, RetryBackoffMax: w.RetryBackoffMax,
 		StuckAfter: w.StuckAfter, RescueInterval: w.RescueInterval, ClaimIdle: w.ClaimIdle,
 		BreakerProbeInterval: w.BreakerProbeInterval, AttemptTimeout: w.AttemptTimeout,
-		ShutdownTimeout: a.cfg.ShutdownTimeout,
+		ShutdownTimeout: a.cfg.ShutdownTimeout, ReconcileInterval: w.ReconcileInterval,
 	})
 }

@@ -272,9 +272,20 @@ func TestCommands_MigrateStatusOpenAPIAndDLQ(t *testing.T) {
 	require.Contains(t, run("openapi"), "openapi: 3.1")
 	require.Contains(t, run("dlq", "list"), "0 dead letter(s)")
 
+	require.Contains(t, run("reconcile"), "OK: 0 accounts, 0 transfers, 0 mismatches")
+	var acct string
+	require.NoError(t, in.pool.QueryRow(context.Background(), `INSERT INTO accounts (id, name, currency, allow_negative)
+		VALUES ('01a22516-0000-7000-8000-000000000001', 'x', 'USD', false) RETURNING id::text`).Scan(&acct))
+	recon := exec.Command(binary, "reconcile")
+	recon.Env = in.env
+	out, err := recon.CombinedOutput()
+	require.Error(t, err)
+	require.Equal(t, 1, recon.ProcessState.ExitCode(), "a mismatch exits 1: %s", out)
+	require.Contains(t, string(out), acct)
+
 	cmd := exec.Command(binary, "frobnicate")
 	cmd.Env = in.env
-	out, err := cmd.CombinedOutput()
+	out, err = cmd.CombinedOutput()
 	require.Error(t, err)
 	require.Equal(t, 2, cmd.ProcessState.ExitCode())
 	require.Contains(t, string(out), `unknown command "frobnicate"`)
