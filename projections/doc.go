@@ -1,5 +1,7 @@
 // Package projections owns the read models built from the event log: the
-// orders projection (table orders) today. Each projection can be applied
-// inside the writer's transaction and rebuilt from the log alone; it reads
-// event data by its own decoding, never by importing the writer's package.
+// orders projection (table orders, applied in the ingest worker's
+// transaction), the rebuild of orders and of the ledger's balance projection
+// (account_balances) from the log, and the asynchronous per-account daily
+// totals (account_daily_totals, fed by daybook.log). It reads event data by
+// its own decoding, never by importing the writer's package.
 package projections

@@ -22,6 +22,8 @@ usage:
   daybook migrate up|down [N]|status
   daybook dlq list [--all]       dead letters waiting for a replay
   daybook dlq replay ID|--all    put dead letters back on the queue
+  daybook projections rebuild balances|orders|--all
+                                 rebuild read models from the event log, verify, swap
   daybook reconcile              check entries, balances and the event log against each other
                                  (exit 0 clean, 1 with a report of each mismatch)
   daybook openapi [--json]       print the OpenAPI 3.1 document
@@ -56,6 +58,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = dlq(ctx, args[1:], stdout)
 	case "openapi":
 		err = printOpenAPI(args[1:], stdout)
+	case "projections":
+		err = projectionsCmd(ctx, args[1:], stdout)
 	case "reconcile":
 		var mismatches int
 		if mismatches, err = reconcileCmd(ctx, args[1:], stdout, nil); err == nil && mismatches > 0 {

@@ -273,6 +273,7 @@ func TestCommands_MigrateStatusOpenAPIAndDLQ(t *testing.T) {
 	require.Contains(t, run("dlq", "list"), "0 dead letter(s)")
 
 	require.Contains(t, run("reconcile"), "OK: 0 accounts, 0 transfers, 0 mismatches")
+	require.Contains(t, run("projections", "rebuild", "--all"), "orders: rebuilt from 0 events")
 	var acct string
 	require.NoError(t, in.pool.QueryRow(context.Background(), `INSERT INTO accounts (id, name, currency, allow_negative)
 		VALUES ('01a22516-0000-7000-8000-000000000001', 'x', 'USD', false) RETURNING id::text`).Scan(&acct))
