@@ -1,6 +1,6 @@
 -- An asynchronous projection: per account and UTC day, the money that left
--- and arrived. It is fed by the ledger's posting events as the outbox relay
--- publishes them on daybook.log, so it lags the ledger by the relay's delay.
+-- and arrived. It is fed by ledger.transfer_completed events as the outbox
+-- relay publishes them on daybook.log, so it lags the ledger by the relay.
 CREATE TABLE account_daily_totals (
     account_id uuid          NOT NULL,
     day        date          NOT NULL,

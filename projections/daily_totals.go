@@ -16,11 +16,8 @@ import (
 // DailyTotals is the name of the asynchronous per-account daily totals projection.
 const DailyTotals = "account_daily_totals"
 
-// Posting event types it folds (the ledger's; decoded here by their shape).
-const (
-	postingDebited  = "ledger.account_debited"
-	postingCredited = "ledger.account_credited"
-)
+// transferCompleted is the ledger event it folds (decoded here by its shape).
+const transferCompleted = "ledger.transfer_completed"
 
 // LogEvent is what the projection needs of one log event.
 type LogEvent struct {
@@ -31,33 +28,29 @@ type LogEvent struct {
 	RecordedAt time.Time
 }
 
-// posting is the part of a posting event's data the projection reads.
-type posting struct {
-	AccountID uuid.UUID `json:"account_id"`
-	Amount    string    `json:"amount"` // signed: a debit is negative
+// transfer is the part of a transfer_completed event's data the projection reads.
+type transfer struct {
+	From   uuid.UUID `json:"from_account_id"`
+	To     uuid.UUID `json:"to_account_id"`
+	Amount string    `json:"amount"`
 }
 
-// ApplyDailyTotals folds one log event into account_daily_totals, exactly
-// once: the event id is recorded in the same transaction, so a redelivered
-// message changes nothing. Events of other types are recorded as seen only
-// by the checkpoint. applied reports whether the totals changed.
+// ApplyDailyTotals folds one ledger.transfer_completed event into
+// account_daily_totals — the amount debited from one account and credited
+// to the other on the event's UTC day — exactly once: the event id is
+// recorded in the same transaction, so a redelivered message changes
+// nothing. Other events are ignored. applied reports whether totals changed.
 func ApplyDailyTotals(ctx context.Context, pool *pgxpool.Pool, e LogEvent) (applied bool, err error) {
-	if e.Type != postingDebited && e.Type != postingCredited {
+	if e.Type != transferCompleted {
 		return false, nil
 	}
-	var p posting
-	if err := json.Unmarshal(e.Data, &p); err != nil {
+	var t transfer
+	if err := json.Unmarshal(e.Data, &t); err != nil {
 		return false, fmt.Errorf("daily totals: decode %s %s: %w", e.Type, e.EventID, err)
 	}
-	amount, err := decimal.NewFromString(p.Amount)
-	if err != nil || p.AccountID == uuid.Nil || amount.IsZero() || (e.Type == postingDebited) != amount.IsNegative() {
-		return false, fmt.Errorf("daily totals: %s %s: account %s amount %q do not make a posting", e.Type, e.EventID, p.AccountID, p.Amount)
-	}
-	debited, credited := decimal.Zero, decimal.Zero
-	if amount.IsNegative() {
-		debited = amount.Neg()
-	} else {
-		credited = amount
+	amount, err := decimal.NewFromString(t.Amount)
+	if err != nil || t.From == uuid.Nil || t.To == uuid.Nil || t.From == t.To || !amount.IsPositive() {
+		return false, fmt.Errorf("daily totals: %s %s: from %s to %s amount %q do not make a transfer", e.Type, e.EventID, t.From, t.To, t.Amount)
 	}
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `INSERT INTO projection_applied (projection, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, DailyTotals, e.EventID)
@@ -68,11 +61,15 @@ func ApplyDailyTotals(ctx context.Context, pool *pgxpool.Pool, e LogEvent) (appl
 			return nil // applied before: a redelivery
 		}
 		applied = true
+		// Both rows in one statement, in account id order like every writer
+		// of these rows, so two projectors cannot deadlock.
 		if _, err := tx.Exec(ctx, `INSERT INTO account_daily_totals (account_id, day, debited, credited, postings)
-			VALUES ($1, ($2::timestamptz AT TIME ZONE 'UTC')::date, $3::numeric, $4::numeric, 1)
+			SELECT a, ($3::timestamptz AT TIME ZONE 'UTC')::date, d, c, 1
+			FROM (VALUES ($1::uuid, $4::numeric, 0::numeric), ($2::uuid, 0::numeric, $4::numeric)) AS v(a, d, c)
+			ORDER BY a
 			ON CONFLICT (account_id, day) DO UPDATE SET debited = account_daily_totals.debited + EXCLUDED.debited,
 				credited = account_daily_totals.credited + EXCLUDED.credited, postings = account_daily_totals.postings + 1`,
-			p.AccountID, e.RecordedAt, debited.String(), credited.String()); err != nil {
+			t.From, t.To, e.RecordedAt, amount.String()); err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO projection_checkpoints (projection, position) VALUES ($1, $2)

@@ -12,29 +12,34 @@ import (
 	"github.com/daybook/daybook/projections"
 )
 
-func posting(t *testing.T, typ string, account uuid.UUID, amount string, at time.Time) projections.LogEvent {
+func transferEvent(t *testing.T, from, to uuid.UUID, amount string, at time.Time) projections.LogEvent {
 	t.Helper()
-	data, err := json.Marshal(map[string]string{"account_id": account.String(), "amount": amount})
+	data, err := json.Marshal(map[string]string{"from_account_id": from.String(), "to_account_id": to.String(), "amount": amount})
 	require.NoError(t, err)
-	return projections.LogEvent{EventID: uuid.Must(uuid.NewV7()), Position: 7, Type: typ, Data: data, RecordedAt: at}
+	return projections.LogEvent{EventID: uuid.Must(uuid.NewV7()), Position: 7, Type: "ledger.transfer_completed", Data: data, RecordedAt: at}
 }
 
-func TestApplyDailyTotals_SumsPostingsPerUTCDayOnce(t *testing.T) {
+func TestApplyDailyTotals_SumsTransfersPerAccountAndUTCDayOnce(t *testing.T) {
 	t.Parallel()
 	pool := testdb.New(t)
-	acct := uuid.Must(uuid.NewV7())
+	alice, bob := uuid.Must(uuid.NewV7()), uuid.Must(uuid.NewV7())
 	day := time.Date(2026, 11, 28, 23, 30, 0, 0, time.FixedZone("X", -2*3600)) // 01:30 UTC on the 29th
-	credit := posting(t, "ledger.account_credited", acct, "5.5000", day)
-	for _, e := range []projections.LogEvent{credit, credit, posting(t, "ledger.account_debited", acct, "-1.2500", day)} {
+	in := transferEvent(t, bob, alice, "5.5000", day)
+	for _, e := range []projections.LogEvent{in, in, transferEvent(t, alice, bob, "1.2500", day)} {
 		_, err := projections.ApplyDailyTotals(t.Context(), pool, e)
 		require.NoError(t, err)
 	}
-	got, ok, err := projections.GetDailyTotal(t.Context(), pool, acct, time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC))
+	utc29 := time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)
+	got, ok, err := projections.GetDailyTotal(t.Context(), pool, alice, utc29)
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, "1.2500", got.Debited.StringFixed(4))
 	require.Equal(t, "5.5000", got.Credited.StringFixed(4), "the repeated event counted once")
 	require.Equal(t, int64(2), got.Postings)
+	other, _, err := projections.GetDailyTotal(t.Context(), pool, bob, utc29)
+	require.NoError(t, err)
+	require.Equal(t, "5.5000", other.Debited.StringFixed(4))
+	require.Equal(t, "1.2500", other.Credited.StringFixed(4))
 }
 
 func TestApplyDailyTotals_IgnoresOtherEventsAndRefusesMalformedPostings(t *testing.T) {
@@ -44,11 +49,13 @@ func TestApplyDailyTotals_IgnoresOtherEventsAndRefusesMalformedPostings(t *testi
 	applied, err := projections.ApplyDailyTotals(t.Context(), pool, projections.LogEvent{EventID: uuid.Must(uuid.NewV7()), Type: "ingest.event_processed", Data: []byte(`{}`)})
 	require.NoError(t, err)
 	require.False(t, applied)
+	other := uuid.Must(uuid.NewV7())
 	for _, bad := range []projections.LogEvent{
-		posting(t, "ledger.account_debited", acct, "1.0000", time.Now()), // a debit must be negative
-		posting(t, "ledger.account_credited", acct, "abc", time.Now()),
-		posting(t, "ledger.account_credited", uuid.Nil, "1", time.Now()),
-		{EventID: uuid.Must(uuid.NewV7()), Type: "ledger.account_credited", Data: []byte(`{`)},
+		transferEvent(t, acct, other, "-1.0000", time.Now()),
+		transferEvent(t, acct, other, "abc", time.Now()),
+		transferEvent(t, uuid.Nil, other, "1", time.Now()),
+		transferEvent(t, acct, acct, "1", time.Now()),
+		{EventID: uuid.Must(uuid.NewV7()), Type: "ledger.transfer_completed", Data: []byte(`{`)},
 	} {
 		_, err := projections.ApplyDailyTotals(t.Context(), pool, bad)
 		require.Error(t, err)
