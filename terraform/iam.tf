@@ -1,0 +1,83 @@
+# Least-privilege policy for the Daybook service (API + worker + relay).
+data "aws_iam_policy_document" "service" {
+  statement {
+    sid    = "EventsQueues"
+    effect = "Allow"
+    actions = [
+      "sqs:SendMessage",             # ingest publish, outbox relay, DLQ replay
+      "sqs:ReceiveMessage",          # worker, `daybook dlq list`
+      "sqs:DeleteMessage",           # ack, replay from the DLQ
+      "sqs:ChangeMessageVisibility", # nack / extend while processing
+      "sqs:GetQueueAttributes",      # daybook_queue_depth, daybook_dlq_depth, /ready
+      "sqs:GetQueueUrl",             # watermill-aws resolves the queue by name
+    ]
+    resources = [
+      aws_sqs_queue.events.arn,
+      aws_sqs_queue.events_dlq.arn,
+    ]
+  }
+
+  statement {
+    sid    = "ArchiveObjects"
+    effect = "Allow"
+    actions = [
+      "s3:PutObject",
+      "s3:GetObject",
+    ]
+    # Object-level wildcard under the service's own prefix only.
+    resources = ["${aws_s3_bucket.archive.arn}/${var.archive_prefix}/*"]
+  }
+
+  statement {
+    sid    = "EncryptionKey"
+    effect = "Allow"
+    actions = [
+      "kms:GenerateDataKey", # SendMessage, PutObject
+      "kms:Decrypt",         # ReceiveMessage, GetObject
+    ]
+    resources = [aws_kms_key.daybook.arn]
+    # Only when SQS or S3 uses the key on the service's behalf.
+    condition {
+      test     = "StringEquals"
+      variable = "kms:ViaService"
+      values = [
+        "sqs.${var.region}.amazonaws.com",
+        "s3.${var.region}.amazonaws.com",
+      ]
+    }
+  }
+}
+
+resource "aws_iam_policy" "service" {
+  name        = "${var.name_prefix}-${var.environment}-service"
+  description = "Daybook service: events queues, archive prefix, encryption key"
+  policy      = data.aws_iam_policy_document.service.json
+}
+
+# Optional role for the service, created when assume_role_principals is set.
+data "aws_iam_policy_document" "assume" {
+  count = var.assume_role_principals == null ? 0 : 1
+
+  statement {
+    effect  = "Allow"
+    actions = ["sts:AssumeRole"]
+    principals {
+      type        = var.assume_role_principals.type
+      identifiers = var.assume_role_principals.identifiers
+    }
+  }
+}
+
+resource "aws_iam_role" "service" {
+  count = var.assume_role_principals == null ? 0 : 1
+
+  name               = "${var.name_prefix}-${var.environment}-service"
+  assume_role_policy = data.aws_iam_policy_document.assume[0].json
+}
+
+resource "aws_iam_role_policy_attachment" "service" {
+  count = var.assume_role_principals == null ? 0 : 1
+
+  role       = aws_iam_role.service[0].name
+  policy_arn = aws_iam_policy.service.arn
+}

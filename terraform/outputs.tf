@@ -1,0 +1,73 @@
+output "queue_name" {
+  description = "Main events queue name (the service's fixed name is daybook-events)."
+  value       = aws_sqs_queue.events.name
+}
+
+output "queue_url" {
+  description = "Main events queue URL."
+  value       = aws_sqs_queue.events.url
+}
+
+output "queue_arn" {
+  description = "Main events queue ARN."
+  value       = aws_sqs_queue.events.arn
+}
+
+output "dlq_name" {
+  description = "Dead-letter queue name."
+  value       = aws_sqs_queue.events_dlq.name
+}
+
+output "dlq_url" {
+  description = "Dead-letter queue URL."
+  value       = aws_sqs_queue.events_dlq.url
+}
+
+output "dlq_arn" {
+  description = "Dead-letter queue ARN."
+  value       = aws_sqs_queue.events_dlq.arn
+}
+
+output "archive_bucket" {
+  description = "Archive bucket name."
+  value       = aws_s3_bucket.archive.bucket
+}
+
+output "archive_url" {
+  description = "Value for DAYBOOK_ARCHIVE_URL."
+  value       = "s3://${aws_s3_bucket.archive.bucket}/${var.archive_prefix}"
+}
+
+output "access_log_bucket" {
+  description = "Bucket receiving the archive bucket's server access logs."
+  value       = aws_s3_bucket.logs.bucket
+}
+
+output "kms_key_arn" {
+  description = "Customer-managed KMS key encrypting the queues and the archive."
+  value       = aws_kms_key.daybook.arn
+}
+
+output "service_policy_arn" {
+  description = "IAM policy to attach to whatever identity runs the service."
+  value       = aws_iam_policy.service.arn
+}
+
+output "service_role_arn" {
+  description = "Service role ARN, or null when assume_role_principals is unset."
+  value       = try(aws_iam_role.service[0].arn, null)
+}
+
+output "region" {
+  description = "Value for AWS_REGION."
+  value       = var.region
+}
+
+output "service_env" {
+  description = "Environment for the service (the queue names are fixed in the service; DAYBOOK_QUEUE selects SQS)."
+  value = {
+    DAYBOOK_QUEUE       = "sqs"
+    AWS_REGION          = var.region
+    DAYBOOK_ARCHIVE_URL = "s3://${aws_s3_bucket.archive.bucket}/${var.archive_prefix}"
+  }
+}
