@@ -23,6 +23,8 @@ lint:
 	@test -x $(GOLANGCI) || $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 	$(GOLANGCI) run ./...
 	scripts/lint-terraform.sh
+	scripts/lint-observability.sh
+	scripts/lint-compose.sh
 
 # Go benchmarks, then the ingest load tool against a freshly started instance
 # (rate limit off, its own Redis key prefix), which stops itself.
