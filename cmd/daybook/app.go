@@ -95,6 +95,19 @@ func open(ctx context.Context) (*app, error) {
 	return &app{cfg: cfg, log: log, pool: pool, redisOpts: opts, redis: rdb, metrics: observability.NewMetrics()}, nil
 }
 
+// openPool is what the operator's commands need: the configured database,
+// created if missing, without migrating it.
+func openPool(ctx context.Context) (*pgxpool.Pool, error) {
+	cfg, err := config.FromEnv()
+	if err != nil {
+		return nil, err
+	}
+	if err := migrations.EnsureDatabase(ctx, cfg.DatabaseURL); err != nil {
+		return nil, err
+	}
+	return newPool(ctx, cfg.DatabaseURL)
+}
+
 func newPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	pcfg, err := pgxpool.ParseConfig(url)
 	if err != nil {

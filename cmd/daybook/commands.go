@@ -13,7 +13,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/daybook/daybook/api"
-	"github.com/daybook/daybook/config"
 	"github.com/daybook/daybook/deadletter"
 	"github.com/daybook/daybook/migrations"
 )
@@ -22,14 +21,7 @@ func migrate(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) == 0 {
 		return usageError{"migrate needs up, down [N] or status"}
 	}
-	cfg, err := config.FromEnv()
-	if err != nil {
-		return err
-	}
-	if err := migrations.EnsureDatabase(ctx, cfg.DatabaseURL); err != nil {
-		return err
-	}
-	pool, err := newPool(ctx, cfg.DatabaseURL)
+	pool, err := openPool(ctx)
 	if err != nil {
 		return err
 	}

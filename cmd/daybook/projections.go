@@ -7,8 +7,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/daybook/daybook/config"
-	"github.com/daybook/daybook/migrations"
 	"github.com/daybook/daybook/projections"
 )
 
@@ -39,14 +37,7 @@ func projectionsCmd(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 
-	cfg, err := config.FromEnv()
-	if err != nil {
-		return err
-	}
-	if err := migrations.EnsureDatabase(ctx, cfg.DatabaseURL); err != nil {
-		return err
-	}
-	pool, err := newPool(ctx, cfg.DatabaseURL)
+	pool, err := openPool(ctx)
 	if err != nil {
 		return err
 	}

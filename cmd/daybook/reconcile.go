@@ -4,8 +4,6 @@ import (
 	"context"
 	"io"
 
-	"github.com/daybook/daybook/config"
-	"github.com/daybook/daybook/migrations"
 	"github.com/daybook/daybook/observability"
 	"github.com/daybook/daybook/reconcile"
 )
@@ -18,14 +16,7 @@ func reconcileCmd(ctx context.Context, args []string, out io.Writer, metrics *ob
 	if len(args) > 0 {
 		return 0, usageError{"reconcile takes no arguments"}
 	}
-	cfg, err := config.FromEnv()
-	if err != nil {
-		return 0, err
-	}
-	if err := migrations.EnsureDatabase(ctx, cfg.DatabaseURL); err != nil {
-		return 0, err
-	}
-	pool, err := newPool(ctx, cfg.DatabaseURL)
+	pool, err := openPool(ctx)
 	if err != nil {
 		return 0, err
 	}
