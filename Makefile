@@ -5,10 +5,14 @@ GO        ?= go
 GOLANGCI  ?= $(shell go env GOPATH)/bin/golangci-lint
 ADDR      ?= 127.0.0.1:8080
 
-.PHONY: run test lint bench build services openapi
+.PHONY: run test lint bench build services test-services openapi
 
 services:
 	@scripts/services.sh
+
+# The tests also need moto_server (S3 and SQS emulator) on 127.0.0.1:4566.
+test-services:
+	@scripts/services.sh --moto
 
 run: services
 	$(GO) run ./cmd/daybook run
@@ -16,7 +20,7 @@ run: services
 build:
 	$(GO) build -o bin/daybook ./cmd/daybook
 
-test: services
+test: test-services
 	$(GO) test -race -count=1 -timeout 10m ./...
 
 lint:
