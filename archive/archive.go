@@ -1,5 +1,6 @@
 // Package archive stores raw event payloads outside the database, keyed by
-// date, source and id. It owns the file store (file://) and, later, S3.
+// date, source and id. It owns the file store (file://) and the S3 store
+// (s3://bucket/prefix).
 package archive
 
 import (
@@ -34,7 +35,8 @@ func Key(receivedAt time.Time, source, id string) string {
 	return fmt.Sprintf("%s/%s/%s.json", receivedAt.UTC().Format("2006/01/02"), source, id)
 }
 
-// Open returns the store named by rawURL (file://path).
+// Open returns the store named by rawURL: file://path, or s3://bucket/prefix
+// with the client built from the default AWS configuration (see OpenS3).
 func Open(rawURL string) (Store, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -47,9 +49,23 @@ func Open(rawURL string) (Store, error) {
 			return nil, fmt.Errorf("archive url %q: no directory", rawURL)
 		}
 		return NewFileStore(dir)
+	case "s3":
+		if u.Host == "" {
+			return nil, fmt.Errorf("archive url %q: no bucket", rawURL)
+		}
+		return OpenS3(u.Host, u.Path)
 	default:
-		return nil, fmt.Errorf("archive url %q: scheme %q is not supported (want file://)", rawURL, u.Scheme)
+		return nil, fmt.Errorf("archive url %q: scheme %q is not supported (want file:// or s3://)", rawURL, u.Scheme)
 	}
+}
+
+// checkKey refuses keys that could escape the archive's root (a directory, or
+// an S3 prefix that an IAM policy may scope the service to).
+func checkKey(key string) error {
+	if key == "" || strings.Contains(key, "..") || strings.HasPrefix(key, "/") || filepath.IsAbs(key) {
+		return fmt.Errorf("archive key %q: must be relative, without '..'", key)
+	}
+	return nil
 }
 
 // FileStore archives into a directory tree.
@@ -78,8 +94,8 @@ func (s *FileStore) PutMany(ctx context.Context, objects []Object) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if strings.Contains(o.Key, "..") || filepath.IsAbs(o.Key) || o.Key == "" {
-			return fmt.Errorf("archive key %q: must be relative, without '..'", o.Key)
+		if err := checkKey(o.Key); err != nil {
+			return err
 		}
 		path := s.Path(o.Key)
 		err := os.WriteFile(path, o.Body, 0o600)

@@ -29,6 +29,20 @@ data "aws_iam_policy_document" "service" {
   }
 
   statement {
+    sid    = "ArchiveBucketCheck"
+    effect = "Allow"
+    # HeadBucket at start (a wrong bucket fails then, not at the first event)
+    # needs ListBucket; the prefix condition keeps listing to the service's own keys.
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.archive.arn]
+    condition {
+      test     = "StringLike"
+      variable = "s3:prefix"
+      values   = ["", "${var.archive_prefix}/*"]
+    }
+  }
+
+  statement {
     sid    = "EncryptionKey"
     effect = "Allow"
     actions = [

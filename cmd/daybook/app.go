@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
@@ -44,6 +45,8 @@ type app struct {
 	redisOpts *redis.Options
 	redis     *redis.Client
 	metrics   *observability.Metrics
+	// closers are closed with the app (the S3 archive's idle connections).
+	closers []io.Closer
 }
 
 // open reads the configuration, creates the database if missing, applies
@@ -124,6 +127,9 @@ func newPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 }
 
 func (a *app) close() {
+	for _, c := range a.closers {
+		c.Close()
+	}
 	a.pool.Close()
 	a.redis.Close()
 }
@@ -273,6 +279,9 @@ func (a *app) newWorker() (*handlers.Worker, error) {
 	store, err := archive.Open(a.cfg.ArchiveURL)
 	if err != nil {
 		return nil, err
+	}
+	if c, ok := store.(io.Closer); ok {
+		a.closers = append(a.closers, c)
 	}
 	host, err := os.Hostname()
 	if err != nil || host == "" {
