@@ -29,6 +29,7 @@ lint:
 	scripts/lint-terraform.sh
 	scripts/lint-observability.sh
 	scripts/lint-compose.sh
+	scripts/lint-openapi.sh
 
 # Go benchmarks, then the ingest load tool against a freshly started instance
 # (rate limit off, its own Redis key prefix), which stops itself.
@@ -37,5 +38,6 @@ bench: services build
 	scripts/bench-ingest.sh
 	scripts/bench-ledger.sh
 
+# Writes the committed OpenAPI document (a test fails when it is stale).
 openapi:
-	@$(GO) run ./cmd/daybook openapi
+	$(GO) run ./cmd/daybook openapi > api/openapi.yaml

@@ -59,10 +59,12 @@ type listEventsOutput struct {
 
 func (s *Server) registerEvents() {
 	huma.Register(s.api, huma.Operation{
+		Security:    public,
 		OperationID: "getEvent", Method: http.MethodGet, Path: "/events/{id}", Tags: []string{"Ingestion"},
 		Summary: "An event and its processing state", Errors: []int{404, 422},
 	}, s.getEvent)
 	huma.Register(s.api, huma.Operation{
+		Security:    public,
 		OperationID: "listEvents", Method: http.MethodGet, Path: "/events", Tags: []string{"Ingestion"},
 		Summary: "A page of events in arrival order", Errors: []int{422},
 	}, s.listEvents)

@@ -132,28 +132,34 @@ type reversalInput struct {
 func (s *Server) registerLedger() {
 	tags := []string{"Ledger"}
 	huma.Register(s.api, huma.Operation{
+		Security:    public,
 		OperationID: "createAccount", Method: http.MethodPost, Path: "/accounts", Tags: tags,
 		Summary: "Open an account", DefaultStatus: http.StatusCreated, Errors: []int{422},
 	}, s.createAccount)
 	huma.Register(s.api, huma.Operation{
+		Security:    public,
 		OperationID: "getAccount", Method: http.MethodGet, Path: "/accounts/{id}", Tags: tags,
 		Summary: "An account with its balance and version", Errors: []int{404, 422},
 	}, s.getAccount)
 	huma.Register(s.api, huma.Operation{
+		Security:    public,
 		OperationID: "listEntries", Method: http.MethodGet, Path: "/accounts/{id}/entries", Tags: tags,
 		Summary: "An account's entries with the running balance, oldest first", Errors: []int{404, 422},
 	}, s.listEntries)
 	huma.Register(s.api, huma.Operation{
+		Security:    public,
 		OperationID: "createTransfer", Method: http.MethodPost, Path: "/transfers", Tags: tags,
 		Summary:       "Move money between two accounts",
 		Description:   "201 when moved; 200 with the original for the same key and body; 409 for the same key with another body; 422 with a problem type ending in insufficient-funds when the money is not there (nothing is written).",
 		DefaultStatus: http.StatusCreated, Errors: []int{404, 409, 422, 503},
 	}, s.createTransfer)
 	huma.Register(s.api, huma.Operation{
+		Security:    public,
 		OperationID: "getTransfer", Method: http.MethodGet, Path: "/transfers/{id}", Tags: tags,
 		Summary: "A transfer", Errors: []int{404, 422},
 	}, s.getTransfer)
 	huma.Register(s.api, huma.Operation{
+		Security:    public,
 		OperationID: "reverseTransfer", Method: http.MethodPost, Path: "/transfers/{id}/reversal", Tags: tags,
 		Summary:       "Undo a transfer with a new, opposite transfer",
 		DefaultStatus: http.StatusCreated, Errors: []int{404, 409, 422, 503},

@@ -25,6 +25,7 @@ type readyOutput struct {
 
 func (s *Server) registerOps() {
 	huma.Register(s.api, huma.Operation{
+		Security:    public,
 		OperationID: "health", Method: http.MethodGet, Path: "/health", Tags: []string{"Operations"},
 		Summary: "The process is alive",
 	}, func(context.Context, *struct{}) (*healthOutput, error) {
@@ -33,6 +34,7 @@ func (s *Server) registerOps() {
 		return out, nil
 	})
 	huma.Register(s.api, huma.Operation{
+		Security:    public,
 		OperationID: "ready", Method: http.MethodGet, Path: "/ready", Tags: []string{"Operations"},
 		Summary: "Postgres, Redis and the queue are reachable", Errors: []int{503},
 	}, s.ready)
