@@ -17,7 +17,7 @@ import (
 // chained runs h inside the worker's real middleware chain.
 func chained(t *testing.T, w *Worker, h message.HandlerFunc) message.HandlerFunc {
 	t.Helper()
-	mws, err := w.middlewares()
+	mws, err := w.middlewares(w.cfg.Topics.Events(), true)
 	require.NoError(t, err)
 	for i := len(mws) - 1; i >= 0; i-- {
 		h = mws[i](h)

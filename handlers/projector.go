@@ -2,12 +2,10 @@ package handlers
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/google/uuid"
 
 	"github.com/daybook/daybook/eventstore"
@@ -17,8 +15,8 @@ import (
 
 // addProjector consumes daybook.log (group daybook-projections) and feeds
 // the asynchronous projections, each event applied once (projection_applied).
-// It runs the same retry, poison-queue, recoverer and breaker chain as the
-// ingest consumers; its dead letters are replayed onto daybook.log.
+// It runs the ingest consumers' chain without dedup; its dead letters are
+// replayed onto daybook.log.
 func (w *Worker) addProjector(router *message.Router, logger watermill.LoggerAdapter) error {
 	logTopic := w.cfg.Topics.Named(eventstore.LogTopic)
 	sub, err := queue.NewRedisSubscriber(w.deps.RedisOptions, queue.SubscriberConfig{
@@ -27,18 +25,12 @@ func (w *Worker) addProjector(router *message.Router, logger watermill.LoggerAda
 	if err != nil {
 		return err
 	}
-	poison, err := middleware.PoisonQueueWithFilter(&deadLetterPublisher{worker: w, source: logTopic}, w.cfg.Topics.Dead(), func(err error) bool {
-		return !errors.Is(err, errShuttingDown)
-	})
+	chain, err := w.middlewares(logTopic, false)
 	if err != nil {
-		return fmt.Errorf("projector poison queue: %w", err)
-	}
-	retry := middleware.Retry{
-		MaxRetries: w.cfg.MaxAttempts - 1, InitialInterval: w.cfg.RetryBackoff, MaxInterval: w.cfg.RetryBackoffMax,
-		Multiplier: 2, ResetContextOnRetry: true,
+		return err
 	}
 	h := router.AddConsumerHandler("projector", logTopic, sub, w.project)
-	h.AddMiddleware(w.drain.Middleware, correlation, markShutdown, poison, retry.Middleware, middleware.Recoverer, w.breaker.Middleware)
+	h.AddMiddleware(chain...)
 	return nil
 }
 

@@ -224,8 +224,11 @@ func (w *Worker) Run(ctx context.Context) error {
 // failed attempt; the breaker, innermost, absorbs Postgres outages so that
 // they never count as attempts. No Timeout middleware: inside PoisonQueue it
 // loses the poison publish (watermill #467); each attempt bounds itself.
-func (w *Worker) middlewares() ([]message.HandlerMiddleware, error) {
-	poison, err := middleware.PoisonQueueWithFilter(&deadLetterPublisher{worker: w, source: w.cfg.Topics.Events()}, w.cfg.Topics.Dead(), func(err error) bool {
+//
+// source is the topic a dead letter is replayed onto; dedup applies to the
+// ingest consumers only (its keys are message uuids of one consumer group).
+func (w *Worker) middlewares(source string, withDedup bool) ([]message.HandlerMiddleware, error) {
+	poison, err := middleware.PoisonQueueWithFilter(&deadLetterPublisher{worker: w, source: source}, w.cfg.Topics.Dead(), func(err error) bool {
 		return !errors.Is(err, errShuttingDown)
 	})
 	if err != nil {
@@ -241,10 +244,12 @@ func (w *Worker) middlewares() ([]message.HandlerMiddleware, error) {
 		ShouldRetry:         func(p middleware.RetryParams) bool { return !ingest.IsPermanent(p.Err) },
 		ResetContextOnRetry: true,
 	}
-	dedup := dedup{client: w.deps.Redis, prefix: w.cfg.Topics.Prefix, ttl: w.cfg.DedupTTL, metrics: w.deps.Metrics}
-	return []message.HandlerMiddleware{
-		w.drain.Middleware, correlation, markShutdown, dedup.Middleware, poison, retry.Middleware, middleware.Recoverer, w.breaker.Middleware,
-	}, nil
+	chain := []message.HandlerMiddleware{w.drain.Middleware, correlation, markShutdown}
+	if withDedup {
+		dedup := dedup{client: w.deps.Redis, prefix: w.cfg.Topics.Prefix, ttl: w.cfg.DedupTTL, metrics: w.deps.Metrics}
+		chain = append(chain, dedup.Middleware)
+	}
+	return append(chain, poison, retry.Middleware, middleware.Recoverer, w.breaker.Middleware), nil
 }
 
 // newRouter builds the router: one handler per consumer, and the outbox relay.
@@ -254,7 +259,7 @@ func (w *Worker) newRouter() (*message.Router, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new router: %w", err)
 	}
-	chain, err := w.middlewares()
+	chain, err := w.middlewares(w.cfg.Topics.Events(), true)
 	if err != nil {
 		return nil, err
 	}
