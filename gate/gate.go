@@ -112,17 +112,13 @@ func (c Config) Validate() error {
 
 // Gate admits events to the work stream. It is safe for concurrent use.
 type Gate struct {
-	client  redis.UniversalClient
-	cfg     Config
-	admit   *redis.Script
-	release *redis.Script
+	client redis.UniversalClient
+	cfg    Config
+	admit  *redis.Script
 }
 
 //go:embed admit.lua
 var admitLua string
-
-//go:embed release.lua
-var releaseLua string
 
 // New returns a Gate on client; cfg's zero fields take their defaults.
 func New(client redis.UniversalClient, cfg Config) (*Gate, error) {
@@ -134,10 +130,9 @@ func New(client redis.UniversalClient, cfg Config) (*Gate, error) {
 		return nil, fmt.Errorf("new gate: %w", err)
 	}
 	return &Gate{
-		client:  client,
-		cfg:     cfg,
-		admit:   redis.NewScript(admitLua),
-		release: redis.NewScript(releaseLua),
+		client: client,
+		cfg:    cfg,
+		admit:  redis.NewScript(admitLua),
 	}, nil
 }
 
@@ -363,16 +358,6 @@ func (g *Gate) Pending(ctx context.Context, eventID string) (map[string]string, 
 		return nil, false, nil
 	}
 	return fields, true, nil
-}
-
-// Release frees an idempotency key so that the client's retry is admitted again, used when a step
-// after the gate fails. It deletes the key only while it still maps to eventID, so that it never
-// frees a key another admission has taken since.
-func (g *Gate) Release(ctx context.Context, idempotencyKey, eventID string) error {
-	if err := g.release.Run(ctx, g.client, []string{g.idemKey(idempotencyKey)}, eventID).Err(); err != nil {
-		return fmt.Errorf("release idempotency key: %w", err)
-	}
-	return nil
 }
 
 // Lookup returns the event id an idempotency key maps to; ok is false if the key is free.

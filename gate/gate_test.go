@@ -272,7 +272,6 @@ func TestAdmit_ConnectionErrorIsAnError(t *testing.T) {
 	require.Error(t, err)
 	_, _, err = g.Pending(ctx, "event-1")
 	require.Error(t, err)
-	require.Error(t, g.Release(ctx, "key-1", "event-1"))
 }
 
 func TestAdmit_RejectsInvalidAdmissionWithoutRedis(t *testing.T) {
@@ -438,34 +437,6 @@ func TestAdmitBatch_LimitsAreCheckedBeforeRedis(t *testing.T) {
 	exists, err := client.Exists(ctx, cfg.Stream, cfg.KeyPrefix+"ratelimit:client-1").Result()
 	require.NoError(t, err)
 	require.Zero(t, exists)
-}
-
-func TestRelease_DeletesOnlyWhileKeyMapsToEvent(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	g, _, _ := newTestGate(t, Config{})
-
-	a := testAdmission("client-1", "key-1")
-	_, err := g.Admit(ctx, a)
-	require.NoError(t, err)
-
-	require.NoError(t, g.Release(ctx, a.IdempotencyKey, uuid.NewString()))
-	eventID, ok, err := g.Lookup(ctx, a.IdempotencyKey)
-	require.NoError(t, err)
-	require.True(t, ok, "another event's release leaves the key")
-	require.Equal(t, a.EventID, eventID)
-
-	require.NoError(t, g.Release(ctx, a.IdempotencyKey, a.EventID))
-	_, ok, err = g.Lookup(ctx, a.IdempotencyKey)
-	require.NoError(t, err)
-	require.False(t, ok)
-	require.NoError(t, g.Release(ctx, a.IdempotencyKey, a.EventID), "releasing a free key is a no-op")
-
-	retry := testAdmission("client-1", "key-1")
-	res, err := g.Admit(ctx, retry)
-	require.NoError(t, err)
-	require.Equal(t, Accepted, res.Outcome)
-	require.Equal(t, retry.EventID, res.EventID)
 }
 
 func TestPending_UnknownEventIsNotOK(t *testing.T) {

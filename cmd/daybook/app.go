@@ -230,9 +230,12 @@ func (a *app) warnInsecure() {
 	}
 }
 
-func (a *app) replayer() *replay.Replayer {
-	pub, _ := queue.NewRedisPublisher(a.redis, nil, nil)
-	return replay.New(ingest.NewStore(a.pool), deadletter.NewStore(a.pool), queue.Sender{Pub: pub}, a.topics().Events())
+func (a *app) replayer() (*replay.Replayer, error) {
+	pub, err := queue.NewRedisPublisher(a.redis, nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	return replay.New(ingest.NewStore(a.pool), deadletter.NewStore(a.pool), queue.Sender{Pub: pub}, a.topics().Events()), nil
 }
 
 func (a *app) newHTTPServer() (*http.Server, error) {
@@ -240,6 +243,10 @@ func (a *app) newHTTPServer() (*http.Server, error) {
 		KeyPrefix: a.cfg.KeyPrefix, Stream: a.topics().Events(),
 		RatePerSecond: a.cfg.RateLimit, IdempotencyTTL: a.cfg.IdempotencyTTL,
 	})
+	if err != nil {
+		return nil, err
+	}
+	replayer, err := a.replayer()
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +259,7 @@ func (a *app) newHTTPServer() (*http.Server, error) {
 	}
 	srv := api.New(api.Deps{
 		Pool: a.pool, Redis: a.redis, Gate: g, Events: ingest.NewStore(a.pool), Dead: deadletter.NewStore(a.pool),
-		Replayer: a.replayer(), Ledger: book, Metrics: a.metrics, Logger: a.log,
+		Replayer: replayer, Ledger: book, Metrics: a.metrics, Logger: a.log,
 	}, api.Config{APIKeys: a.cfg.APIKeys, AdminToken: a.cfg.AdminToken, HMACSecret: a.cfg.HMACSecret})
 	return &http.Server{
 		Addr:              a.cfg.HTTPAddr,

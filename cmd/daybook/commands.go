@@ -106,7 +106,10 @@ func dlq(ctx context.Context, args []string, out io.Writer) error {
 		if len(args) != 2 {
 			return usageError{"dlq replay takes one ID or --all"}
 		}
-		r := a.replayer()
+		r, err := a.replayer()
+		if err != nil {
+			return err
+		}
 		if args[1] == "--all" {
 			done, failed, err := r.AllDeadLetters(ctx)
 			fmt.Fprintf(out, "replayed %d dead letter(s)\n", len(done))
