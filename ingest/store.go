@@ -74,7 +74,8 @@ const claimBatchMax = 1000
 // ClaimMany stores the events that are new (INSERT ... ON CONFLICT DO
 // NOTHING on the idempotency key, the exact second layer behind Redis) and
 // moves every PENDING one to PROCESSING, counting one attempt, in one
-// implicit transaction and one round trip. The events must have distinct ids.
+// implicit transaction and one round trip (a second one reads the stored
+// rows of events that could not be claimed). The events must have distinct ids.
 func (s *Store) ClaimMany(ctx context.Context, events []Event) ([]ClaimResult, error) {
 	if len(events) == 0 {
 		return nil, nil
@@ -113,19 +114,30 @@ func (s *Store) ClaimMany(ctx context.Context, events []Event) ([]ClaimResult, e
 		}
 		return rows.Err()
 	})
-	byKey := map[string]Record{}
-	batch.Queue(`SELECT `+recordColumns+` FROM ingestion_events WHERE idempotency_key = ANY($1)`, keys).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			rec, err := scanRecord(rows)
-			if err != nil {
-				return err
-			}
-			byKey[rec.IdempotencyKey] = rec
-		}
-		return rows.Err()
-	})
 	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
 		return nil, fmt.Errorf("claim %d events: %w", n, translate(err))
+	}
+	// Only events that were not claimed need their stored row, to say why:
+	// the usual batch of new events costs no second round trip.
+	var missing []string
+	for _, e := range events {
+		if _, ok := claimed[e.ID]; !ok {
+			missing = append(missing, e.IdempotencyKey)
+		}
+	}
+	byKey := map[string]Record{}
+	if len(missing) > 0 {
+		rows, err := s.pool.Query(ctx, `SELECT `+recordColumns+` FROM ingestion_events WHERE idempotency_key = ANY($1)`, missing)
+		if err != nil {
+			return nil, fmt.Errorf("claim %d events: %w", n, err)
+		}
+		recs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Record, error) { return scanRecord(r) })
+		if err != nil {
+			return nil, fmt.Errorf("claim %d events: %w", n, err)
+		}
+		for _, rec := range recs {
+			byKey[rec.IdempotencyKey] = rec
+		}
 	}
 	out := make([]ClaimResult, n)
 	for i, e := range events {
