@@ -25,8 +25,11 @@ import (
 	"github.com/daybook/daybook/deadletter"
 	"github.com/daybook/daybook/gate"
 	"github.com/daybook/daybook/ingest"
+	"github.com/daybook/daybook/intake"
 	"github.com/daybook/daybook/internal/testdb"
+	"github.com/daybook/daybook/internal/testproxy"
 	"github.com/daybook/daybook/internal/testredis"
+	"github.com/daybook/daybook/internal/testsqs"
 	"github.com/daybook/daybook/ledger"
 	"github.com/daybook/daybook/observability"
 	"github.com/daybook/daybook/queue"
@@ -55,6 +58,10 @@ type serverSetup struct {
 	gate       gate.Config
 	queueReady func(context.Context) error
 	ledgerLock string
+	// sqs, when set, makes the server ingest onto SQS through an intake whose
+	// Redis is reached through redisProxy (which the test can cut).
+	sqs        *queue.SQS
+	redisProxy *testproxy.Proxy
 }
 
 type serverOption func(*serverSetup)
@@ -83,6 +90,14 @@ func withQueueReady(check func(context.Context) error) serverOption {
 	return func(s *serverSetup) { s.queueReady = check }
 }
 
+// withSQS ingests onto SQS queues of the test's own, with Redis behind a
+// proxy that the test cuts to make Redis unreachable.
+func withSQS(t *testing.T) (serverOption, *testproxy.Proxy) {
+	proxy := testproxy.New(t, testredis.Options(t).Addr)
+	s := testsqs.Open(t, 0)
+	return func(setup *serverSetup) { setup.sqs, setup.redisProxy = s, proxy }, proxy
+}
+
 func newServer(t *testing.T, opts ...serverOption) *testServer {
 	t.Helper()
 	pool := testdb.New(t)
@@ -102,13 +117,33 @@ func newServer(t *testing.T, opts ...serverOption) *testServer {
 
 	events, dead := ingest.NewStore(pool), deadletter.NewStore(pool)
 	metrics := observability.NewMetrics()
+	var admitter api.Admitter = g
+	serverRedis := redis.UniversalClient(client)
+	if setup.sqs != nil {
+		opts := testredis.Options(t)
+		opts.Addr, opts.MaxRetries = setup.redisProxy.Addr(), -1
+		opts.DialTimeout, opts.ReadTimeout = 300*time.Millisecond, 300*time.Millisecond
+		proxied := redis.NewClient(opts)
+		t.Cleanup(func() { _ = proxied.Close() })
+		pg, err := gate.New(proxied, setup.gate)
+		require.NoError(t, err)
+		sqsPub, err := setup.sqs.NewPublisher(nil)
+		require.NoError(t, err)
+		pub = queue.Routed{Routes: map[string]queue.Route{stream: {Pub: sqsPub, Topic: setup.sqs.Queue()}}}
+		admitter, err = intake.New(pg, sqsPub, events, intake.Config{
+			Topic:      setup.sqs.Queue(),
+			OnFailOpen: func(n int, _ error) { metrics.RedisFailOpen.WithLabelValues("ingest").Add(float64(n)) },
+		})
+		require.NoError(t, err)
+		serverRedis = proxied
+	}
 	book, err := ledger.NewService(pool, ledger.Config{
 		Lock: setup.ledgerLock, Redis: client, KeyPrefix: prefix,
 		OnRetry: func(reason string) { metrics.LedgerTxRetries.WithLabelValues(reason).Inc() },
 	})
 	require.NoError(t, err)
 	srv := api.New(api.Deps{
-		Pool: pool, Redis: client, Gate: g, Events: events, Dead: dead, Ledger: book,
+		Pool: pool, Redis: serverRedis, RedisOptional: setup.sqs != nil, Gate: admitter, Events: events, Dead: dead, Ledger: book,
 		Replayer: replay.New(events, dead, queue.Sender{Pub: pub}, stream),
 		Metrics:  metrics, Logger: slog.New(slog.DiscardHandler), QueueReady: setup.queueReady,
 	}, setup.api)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/daybook/daybook/gate"
 	"github.com/daybook/daybook/ingest"
@@ -234,7 +235,12 @@ func (s *Server) admission(ctx context.Context, in EventIn, payload json.RawMess
 	if err != nil {
 		return gate.Admission{}, ingest.Event{}, err
 	}
-	md, _ := json.Marshal(map[string]string{"correlation_id": ev.CorrelationID})
+	metadata := map[string]string{"correlation_id": ev.CorrelationID}
+	// traceparent (and tracestate, when the trace has one) make the worker's
+	// span a child of this request's: nothing is added while tracing is off.
+	// They stay within SQS's 10 message attributes.
+	s.deps.Tracing.TextMapPropagator().Inject(ctx, propagation.MapCarrier(metadata))
+	md, _ := json.Marshal(metadata)
 	return gate.Admission{
 		ClientID: clientID(ctx), IdempotencyKey: key, EventID: id.String(), MessageUUID: uuid.NewString(),
 		Payload: body, MetadataJSON: string(md),

@@ -17,6 +17,10 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/daybook/daybook/observability"
 )
@@ -157,6 +161,60 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 		}
 		s.deps.Metrics.HTTPRequestDuration.WithLabelValues(r.Method, *route, strconv.Itoa(rec.status)).Observe(time.Since(start).Seconds())
 	})
+}
+
+// tracerName is the instrumentation scope of the API's spans.
+const tracerName = "github.com/daybook/daybook/api"
+
+// traced gives every request a server span, continuing the caller's trace
+// when it sends a W3C traceparent. It runs inside instrument, whose route
+// pointer routeLabel fills in, so the span is named by path template. The
+// span is in the request's context: admission carries it to the worker.
+// Scrapes and probes get none: one trace per scrape would bury the rest.
+func (s *Server) traced(next http.Handler) http.Handler {
+	tracer := s.deps.Tracing.Tracer(tracerName)
+	propagator := s.deps.Tracing.TextMapPropagator()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/metrics", "/health", "/ready":
+			next.ServeHTTP(w, r)
+			return
+		}
+		method := spanMethod(r.Method)
+		ctx := propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx, span := tracer.Start(ctx, method, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(
+			semconv.HTTPRequestMethodKey.String(method), semconv.URLPath(r.URL.Path),
+			semconv.ClientAddress(remoteHost(r)), semconv.UserAgentOriginal(r.UserAgent()),
+		))
+		defer span.End()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r.WithContext(ctx))
+
+		if route, ok := ctx.Value(patternKey{}).(*string); ok && *route != "" {
+			span.SetName(method + " " + *route)
+			span.SetAttributes(semconv.HTTPRoute(*route))
+		}
+		span.SetAttributes(semconv.HTTPResponseStatusCode(rec.status))
+		if id := w.Header().Get("X-Correlation-ID"); id != "" {
+			span.SetAttributes(observability.CorrelationIDKey.String(id))
+		}
+		// 4xx is the client's doing: only a 5xx marks the server span failed.
+		if rec.status >= http.StatusInternalServerError {
+			span.SetAttributes(semconv.ErrorTypeKey.String(strconv.Itoa(rec.status)))
+			span.SetStatus(codes.Error, http.StatusText(rec.status))
+		}
+	})
+}
+
+// spanMethod keeps span names and attributes to the known methods: any
+// other token a client sends becomes _OTHER, as the HTTP conventions ask.
+func spanMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return m
+	}
+	return "_OTHER"
 }
 
 type patternKey struct{}

@@ -56,6 +56,10 @@ func (s *Server) ready(ctx context.Context, _ *struct{}) (*readyOutput, error) {
 	for name, check := range checks {
 		if err := check(ctx); err != nil {
 			out.Body.Checks[name] = "down: " + err.Error()
+			if name == "redis" && s.deps.RedisOptional {
+				out.Body.Checks[name] = "degraded (ingestion fails open): " + err.Error()
+				continue
+			}
 			down = append(down, name)
 		} else {
 			out.Body.Checks[name] = "ok"

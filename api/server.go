@@ -28,19 +28,36 @@ type Config struct {
 	HMACSecret string
 }
 
+// Admitter decides whether ingested events are accepted and puts them on the
+// queue: *gate.Gate on Redis Streams, *intake.Intake on SQS. Both follow
+// gate.Gate's contract for Admit and AdmitBatch.
+type Admitter interface {
+	Admit(ctx context.Context, a gate.Admission) (gate.Result, error)
+	AdmitBatch(ctx context.Context, batch []gate.Admission) ([]gate.Result, error)
+	// Pending is the marker of an event accepted but not yet stored.
+	Pending(ctx context.Context, eventID string) (map[string]string, bool, error)
+}
+
 // Deps are the API's collaborators.
 type Deps struct {
-	Pool     *pgxpool.Pool
-	Redis    redis.UniversalClient
-	Gate     *gate.Gate
-	Events   *ingest.Store
-	Dead     *deadletter.Store
-	Replayer *replay.Replayer
-	Ledger   *ledger.Service
-	Metrics  *observability.Metrics
-	Logger   *slog.Logger
+	Pool  *pgxpool.Pool
+	Redis redis.UniversalClient
+	// RedisOptional: Redis is only the fast path (SQS mode), so /ready reports
+	// it without failing on it.
+	RedisOptional bool
+	Gate          Admitter
+	Events        *ingest.Store
+	Dead          *deadletter.Store
+	Replayer      *replay.Replayer
+	Ledger        *ledger.Service
+	Metrics       *observability.Metrics
+	Logger        *slog.Logger
 	// QueueReady checks that the queue can take messages (for /ready).
 	QueueReady func(context.Context) error
+	// Tracing is what request spans are recorded with and how trace context is
+	// read from requests and written into message metadata; the zero value
+	// uses the globals observability.SetupTracing installs.
+	Tracing observability.Tracing
 }
 
 // Server is the HTTP API.
@@ -81,7 +98,7 @@ func New(deps Deps, cfg Config) *Server {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path)
 	})
-	s.handler = s.instrument(s.correlate(s.authenticate(mux)))
+	s.handler = s.instrument(s.traced(s.correlate(s.authenticate(mux))))
 	return s
 }
 

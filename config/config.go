@@ -40,6 +40,7 @@ type Config struct {
 	LedgerLock string
 
 	Worker Worker
+	SQS    SQS
 
 	// ShutdownTimeout bounds the drain after SIGTERM.
 	ShutdownTimeout time.Duration
@@ -67,6 +68,21 @@ type Worker struct {
 	AttemptTimeout time.Duration
 	// ReconcileInterval is how often the worker reconciles the ledger.
 	ReconcileInterval time.Duration
+}
+
+// SQS holds the settings of the SQS transport (DAYBOOK_QUEUE=sqs). The
+// region, credentials and endpoint come from the AWS SDK's own variables
+// (AWS_REGION, AWS_ENDPOINT_URL, ...).
+type SQS struct {
+	Queue     string
+	DeadQueue string
+	// VisibilityTimeout is how long a received message stays invisible; the
+	// worker extends it while handling, so it only delays redelivery after a crash.
+	VisibilityTimeout time.Duration
+	// Consumers is how many receive loops one worker process runs.
+	Consumers int
+	// CreateQueues creates missing queues (emulators); Terraform owns them in AWS.
+	CreateQueues bool
 }
 
 // Load reads the configuration through getenv (os.Getenv in production).
@@ -103,6 +119,18 @@ func Load(getenv func(string) string) (Config, error) {
 		return n
 	}
 
+	boolean := func(name string) bool {
+		v := getenv(name)
+		if v == "" {
+			return false
+		}
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: want true or false", name, v))
+		}
+		return b
+	}
+
 	cfg := Config{
 		DatabaseURL:     env("DATABASE_URL", "postgres://postgres@localhost:5432/daybook?sslmode=disable"),
 		RedisURL:        env("REDIS_URL", "redis://localhost:6379/0"),
@@ -128,6 +156,13 @@ func Load(getenv func(string) string) (Config, error) {
 			BreakerProbeInterval: duration("DAYBOOK_BREAKER_PROBE_INTERVAL", 30*time.Second),
 			AttemptTimeout:       duration("DAYBOOK_ATTEMPT_TIMEOUT", 5*time.Second),
 			ReconcileInterval:    duration("DAYBOOK_RECONCILE_INTERVAL", 24*time.Hour),
+		},
+		SQS: SQS{
+			Queue:             env("DAYBOOK_SQS_QUEUE", "daybook-events"),
+			DeadQueue:         env("DAYBOOK_SQS_DLQ", "daybook-events-dlq"),
+			VisibilityTimeout: duration("DAYBOOK_SQS_VISIBILITY_TIMEOUT", 30*time.Second),
+			Consumers:         integer("DAYBOOK_SQS_CONSUMERS", 32),
+			CreateQueues:      boolean("DAYBOOK_SQS_CREATE_QUEUES"),
 		},
 	}
 

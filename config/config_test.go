@@ -30,6 +30,20 @@ func TestLoad_DefaultsMatchDesign(t *testing.T) {
 	require.Equal(t, 30*time.Second, cfg.Worker.BreakerProbeInterval)
 	require.Equal(t, 10*time.Second, cfg.ShutdownTimeout)
 	require.Empty(t, cfg.APIKeys)
+	require.Equal(t, SQS{
+		Queue: "daybook-events", DeadQueue: "daybook-events-dlq", VisibilityTimeout: 30 * time.Second, Consumers: 32,
+	}, cfg.SQS)
+}
+
+func TestLoad_SQSSettings(t *testing.T) {
+	t.Parallel()
+	cfg, err := Load(envOf(map[string]string{
+		"DAYBOOK_QUEUE": "sqs", "DAYBOOK_SQS_QUEUE": "q", "DAYBOOK_SQS_DLQ": "q-dlq",
+		"DAYBOOK_SQS_VISIBILITY_TIMEOUT": "45s", "DAYBOOK_SQS_CONSUMERS": "8", "DAYBOOK_SQS_CREATE_QUEUES": "true",
+	}))
+	require.NoError(t, err)
+	require.Equal(t, QueueSQS, cfg.Queue)
+	require.Equal(t, SQS{Queue: "q", DeadQueue: "q-dlq", VisibilityTimeout: 45 * time.Second, Consumers: 8, CreateQueues: true}, cfg.SQS)
 }
 
 func TestLoad_ParsesLists(t *testing.T) {
@@ -43,13 +57,14 @@ func TestLoad_ParsesLists(t *testing.T) {
 func TestLoad_RejectsBadValuesNamingTheVariable(t *testing.T) {
 	t.Parallel()
 	_, err := Load(envOf(map[string]string{
-		"DAYBOOK_QUEUE":            "kafka",
-		"DAYBOOK_RATE_LIMIT":       "fast",
-		"DAYBOOK_STUCK_AFTER":      "-1s",
-		"DAYBOOK_WORKER_CONSUMERS": "0",
+		"DAYBOOK_QUEUE":             "kafka",
+		"DAYBOOK_RATE_LIMIT":        "fast",
+		"DAYBOOK_STUCK_AFTER":       "-1s",
+		"DAYBOOK_WORKER_CONSUMERS":  "0",
+		"DAYBOOK_SQS_CREATE_QUEUES": "maybe",
 	}))
 	require.Error(t, err)
-	for _, name := range []string{"DAYBOOK_QUEUE", "DAYBOOK_RATE_LIMIT", "DAYBOOK_STUCK_AFTER", "DAYBOOK_WORKER_CONSUMERS"} {
+	for _, name := range []string{"DAYBOOK_QUEUE", "DAYBOOK_RATE_LIMIT", "DAYBOOK_STUCK_AFTER", "DAYBOOK_WORKER_CONSUMERS", "DAYBOOK_SQS_CREATE_QUEUES"} {
 		require.Contains(t, err.Error(), name)
 	}
 }

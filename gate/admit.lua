@@ -1,7 +1,7 @@
 -- Admission of one batch of events for one client, atomically (see gate.go).
 --
 -- KEYS[1]          token bucket hash of the client (fields tokens, ts_ms)
--- KEYS[2]          work stream
+-- KEYS[2]          work stream (not touched when ARGV[7] is 0)
 -- KEYS[1+2i]       idempotency key of item i
 -- KEYS[2+2i]       pending marker of item i
 -- ARGV[1]          refill rate in tokens per second; <= 0 turns the rate limit off
@@ -10,6 +10,8 @@
 -- ARGV[4]          extra life of an idle bucket beyond its time to fill, milliseconds
 -- ARGV[5]          item count n
 -- ARGV[6]          pending marker TTL, milliseconds
+-- ARGV[7]          1: XADD each new item to the work stream; 0: reserve only (the caller
+--                  enqueues elsewhere, e.g. on SQS, and releases the key if that fails)
 -- then per item:   event id, message uuid, payload, metadata JSON, pending field count m,
 --                  then m field/value pairs
 --
@@ -18,7 +20,8 @@
 --   status 'O': every item processed; detail = ''.
 --   status 'F': XADD of item k+1 failed; detail = its error; items 1..k are reported,
 --               item k+1 left no trace and the tokens of items k+1..n were given back.
---   kind 'A': accepted, value = stream entry id; kind 'D': duplicate, value = original event id.
+--   kind 'A': accepted, value = stream entry id (the event id when reserving only);
+--   kind 'D': duplicate, value = original event id.
 
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
@@ -26,6 +29,7 @@ local ttl_ms = ARGV[3]
 local margin_ms = tonumber(ARGV[4])
 local n = tonumber(ARGV[5])
 local pending_ttl_ms = ARGV[6]
+local enqueue = ARGV[7] == '1'
 
 local limited = rate > 0
 local tokens, now_ms
@@ -60,15 +64,18 @@ if limited then
 end
 
 local reply = {'O', ''}
-local a = 7
+local a = 8
 for i = 1, n do
   local idem_key = KEYS[1 + 2 * i]
   local pending_key = KEYS[2 + 2 * i]
   local event_id = ARGV[a]
   local m = tonumber(ARGV[a + 4])
   if redis.call('SET', idem_key, event_id, 'NX', 'PX', ttl_ms) then
-    local entry_id = redis.pcall('XADD', KEYS[2], '*',
-      'uuid', ARGV[a + 1], 'payload', ARGV[a + 2], 'metadata', ARGV[a + 3])
+    local entry_id = event_id
+    if enqueue then
+      entry_id = redis.pcall('XADD', KEYS[2], '*',
+        'uuid', ARGV[a + 1], 'payload', ARGV[a + 2], 'metadata', ARGV[a + 3])
+    end
     if type(entry_id) == 'table' and entry_id.err then
       -- Nothing of this item may remain: a retry must not be taken for a duplicate,
       -- and the client must not pay for events the queue did not take.

@@ -48,6 +48,10 @@ var (
 	// ErrEnqueue means the work stream refused an event (e.g. OOM): nothing of it was kept, so the
 	// client may retry it (the API answers 503).
 	ErrEnqueue = errors.New("enqueue")
+	// ErrRedis wraps every failure to reach Redis or run a script on it, as
+	// opposed to a refused admission: callers that can do without Redis (SQS
+	// mode) fail open on it.
+	ErrRedis = errors.New("redis")
 	// ErrBatchTooLarge means a batch holds more than BatchSizeMax events.
 	ErrBatchTooLarge = errors.New("batch too large")
 	// ErrBatchOverBurst means a batch needs more tokens than the bucket can ever hold, so it could
@@ -203,7 +207,7 @@ type Result struct {
 //
 // Any Redis or connection failure is returned as an error, never as an Outcome.
 func (g *Gate) Admit(ctx context.Context, a Admission) (Result, error) {
-	results, err := g.admitBatch(ctx, []Admission{a})
+	results, err := g.admitBatch(ctx, []Admission{a}, true)
 	if err != nil {
 		return Result{}, fmt.Errorf("admit: %w", err)
 	}
@@ -219,14 +223,52 @@ func (g *Gate) Admit(ctx context.Context, a Admission) (Result, error) {
 // before it keep their outcome (they are on the stream or were duplicates), it and the rest are
 // NotAdmitted, leave no trace and have their tokens given back. Any other error returns no results.
 func (g *Gate) AdmitBatch(ctx context.Context, batch []Admission) ([]Result, error) {
-	results, err := g.admitBatch(ctx, batch)
+	results, err := g.admitBatch(ctx, batch, true)
 	if err != nil {
 		return results, fmt.Errorf("admit batch: %w", err)
 	}
 	return results, nil
 }
 
-func (g *Gate) admitBatch(ctx context.Context, batch []Admission) ([]Result, error) {
+// ReserveBatch is AdmitBatch for a queue other than the work stream (SQS): it
+// applies the rate limit, takes the idempotency keys and sets the pending
+// markers, but enqueues nothing. Accepted means reserved: the caller must now
+// enqueue the event, and Release it if that fails, or its key would answer
+// Duplicate for an event that was never queued. Payloads are not sent to Redis.
+func (g *Gate) ReserveBatch(ctx context.Context, batch []Admission) ([]Result, error) {
+	results, err := g.admitBatch(ctx, batch, false)
+	if err != nil {
+		return results, fmt.Errorf("reserve batch: %w", err)
+	}
+	return results, nil
+}
+
+//go:embed release.lua
+var releaseLua string
+
+var releaseScript = redis.NewScript(releaseLua)
+
+// Release undoes the reservation of events that could not be enqueued: each
+// idempotency key is deleted if it still maps to that event (compare and
+// delete, so a key taken since by another event is left alone), and each
+// pending marker is deleted. The rate tokens stay spent.
+func (g *Gate) Release(ctx context.Context, batch []Admission) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	keys := make([]string, 0, 2*len(batch))
+	args := make([]any, 0, len(batch))
+	for _, a := range batch {
+		keys = append(keys, g.idemKey(a.IdempotencyKey), g.pendingKey(a.EventID))
+		args = append(args, a.EventID)
+	}
+	if err := releaseScript.Run(ctx, g.client, keys, args...).Err(); err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("release reservations: %w", err)
+	}
+	return nil
+}
+
+func (g *Gate) admitBatch(ctx context.Context, batch []Admission, enqueue bool) ([]Result, error) {
 	if len(batch) == 0 {
 		return nil, nil
 	}
@@ -239,7 +281,7 @@ func (g *Gate) admitBatch(ctx context.Context, batch []Admission) ([]Result, err
 	clientID := batch[0].ClientID
 	keys := make([]string, 0, 2+2*len(batch))
 	keys = append(keys, g.cfg.KeyPrefix+"ratelimit:"+clientID, g.cfg.Stream)
-	args := make([]any, 0, 6+len(batch)*(5+2*3))
+	args := make([]any, 0, 7+len(batch)*(5+2*3))
 	args = append(args,
 		strconv.FormatFloat(g.cfg.RatePerSecond, 'g', -1, 64),
 		g.cfg.Burst,
@@ -247,6 +289,7 @@ func (g *Gate) admitBatch(ctx context.Context, batch []Admission) ([]Result, err
 		bucketIdleMargin.Milliseconds(),
 		len(batch),
 		g.cfg.PendingTTL.Milliseconds(),
+		map[bool]int{false: 0, true: 1}[enqueue],
 	)
 	for i, a := range batch {
 		if err := a.validate(); err != nil {
@@ -260,7 +303,11 @@ func (g *Gate) admitBatch(ctx context.Context, batch []Admission) ([]Result, err
 			metadata = "{}"
 		}
 		keys = append(keys, g.idemKey(a.IdempotencyKey), g.pendingKey(a.EventID))
-		args = append(args, a.EventID, a.MessageUUID, a.Payload, metadata, len(a.Pending))
+		payload := a.Payload
+		if !enqueue {
+			payload = nil
+		}
+		args = append(args, a.EventID, a.MessageUUID, payload, metadata, len(a.Pending))
 		for field, value := range a.Pending {
 			args = append(args, field, value)
 		}
@@ -268,7 +315,7 @@ func (g *Gate) admitBatch(ctx context.Context, batch []Admission) ([]Result, err
 
 	reply, err := g.admit.Run(ctx, g.client, keys, args...).Slice()
 	if err != nil {
-		return nil, fmt.Errorf("run admission script: %w", err)
+		return nil, fmt.Errorf("%w: run admission script: %w", ErrRedis, err)
 	}
 	return parseAdmitReply(reply, batch)
 }

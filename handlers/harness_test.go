@@ -23,6 +23,7 @@ import (
 	"github.com/daybook/daybook/internal/testdb"
 	"github.com/daybook/daybook/internal/testproxy"
 	"github.com/daybook/daybook/internal/testredis"
+	"github.com/daybook/daybook/internal/testsqs"
 	"github.com/daybook/daybook/observability"
 	"github.com/daybook/daybook/queue"
 	"github.com/daybook/daybook/replay"
@@ -49,6 +50,12 @@ type harness struct {
 }
 
 type harnessOption func(*harness)
+
+// onSQS carries the work topic on SQS queues of the test's own, whose
+// messages stay invisible for visibility once received.
+func onSQS(visibility time.Duration) harnessOption {
+	return func(h *harness) { h.cfg.SQS = testsqs.Open(h.t, visibility) }
+}
 
 // throughProxy makes the worker reach Postgres through a TCP proxy the test can cut.
 func throughProxy(h *harness) { h.proxy = testproxy.New(h.t, "127.0.0.1:5432") }
@@ -88,6 +95,11 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	pub, err := queue.NewRedisPublisher(client, nil, nil)
 	require.NoError(t, err)
 	h.pub = pub
+	if h.cfg.SQS != nil {
+		sqsPub, err := h.cfg.SQS.NewPublisher(nil)
+		require.NoError(t, err)
+		h.pub = queue.Routed{Routes: map[string]queue.Route{h.topics.Events(): {Pub: sqsPub, Topic: h.cfg.SQS.Queue()}}, Default: pub}
+	}
 	return h
 }
 

@@ -111,26 +111,39 @@ type deadLetterPublisher struct {
 func (p *deadLetterPublisher) Publish(topic string, msgs ...*message.Message) error {
 	w := p.worker
 	for _, msg := range msgs {
-		var eventID *uuid.UUID
-		if e, err := ingest.Decode(msg.Payload); err == nil {
-			eventID = &e.ID
-		}
-		md := map[string]string(msg.Metadata)
-		letter, err := w.dead.Record(msg.Context(), deadletter.Letter{
-			MessageUUID: msg.UUID, EventID: eventID, Topic: p.source,
-			Reason: msg.Metadata.Get(middleware.ReasonForPoisonedKey), Payload: msg.Payload, Metadata: md,
-		})
+		letter, err := w.recordDeadLetter(msg, p.source, msg.Metadata.Get(middleware.ReasonForPoisonedKey))
 		if err != nil {
 			return err
 		}
-		if err := w.publisher.Publish(topic, msg); err != nil {
-			return fmt.Errorf("publish dead letter %s: %w", letter.ID, err)
+		// With SQS the table is the dead-letter queue of record: SQS's own DLQ
+		// holds what SQS redrove, which the worker moves into the table too.
+		if w.cfg.SQS == nil {
+			if err := w.publisher.Publish(topic, msg); err != nil {
+				return fmt.Errorf("publish dead letter %s: %w", letter.ID, err)
+			}
 		}
-		w.deps.Metrics.EventsProcessed.WithLabelValues("DEAD_LETTERED").Inc()
-		w.deps.Logger.Warn("message dead-lettered", "dead_letter_id", letter.ID.String(), "message_uuid", msg.UUID,
-			"reason", letter.Reason, "correlation_id", msg.Metadata.Get(middleware.CorrelationIDMetadataKey))
 	}
 	return nil
+}
+
+// recordDeadLetter stores msg in dead_letters (idempotent by message uuid),
+// to be replayed onto source.
+func (w *Worker) recordDeadLetter(msg *message.Message, source, reason string) (deadletter.Letter, error) {
+	var eventID *uuid.UUID
+	if e, err := ingest.Decode(msg.Payload); err == nil {
+		eventID = &e.ID
+	}
+	letter, err := w.dead.Record(msg.Context(), deadletter.Letter{
+		MessageUUID: msg.UUID, EventID: eventID, Topic: source,
+		Reason: reason, Payload: msg.Payload, Metadata: map[string]string(msg.Metadata),
+	})
+	if err != nil {
+		return letter, err
+	}
+	w.deps.Metrics.EventsProcessed.WithLabelValues("DEAD_LETTERED").Inc()
+	w.deps.Logger.Warn("message dead-lettered", "dead_letter_id", letter.ID.String(), "message_uuid", msg.UUID,
+		"reason", letter.Reason, "correlation_id", msg.Metadata.Get(middleware.CorrelationIDMetadataKey))
+	return letter, nil
 }
 
 func (p *deadLetterPublisher) Close() error { return nil }

@@ -29,7 +29,11 @@ import (
 // Config configures the worker.
 type Config struct {
 	Topics queue.Topics
-	// Consumers run in parallel, each a stream consumer named ConsumerName-i.
+	// SQS, when set, carries the work topic (Topics.Events) on SQS instead of
+	// the Redis stream; the event log stays on Redis Streams.
+	SQS *queue.SQS
+	// Consumers run in parallel: each a stream consumer named ConsumerName-i,
+	// or with SQS one receive loop of the subscriber.
 	Consumers    int
 	ConsumerName string
 
@@ -134,6 +138,14 @@ func NewWorker(deps Deps, cfg Config) (*Worker, error) {
 	}
 	events := ingest.NewStore(deps.Pool)
 	dead := deadletter.NewStore(deps.Pool)
+	replayPub := pub
+	if cfg.SQS != nil {
+		sqsPub, err := cfg.SQS.NewPublisher(wmLogger)
+		if err != nil {
+			return nil, err
+		}
+		replayPub = queue.Routed{Routes: map[string]queue.Route{cfg.Topics.Events(): {Pub: sqsPub, Topic: cfg.SQS.Queue()}}, Default: pub}
+	}
 	processor, err := ingest.NewProcessor(deps.Pool, events, deps.Archive, ingest.ProcessorConfig{MaxAttempts: cfg.MaxAttempts})
 	if err != nil {
 		return nil, err
@@ -156,7 +168,7 @@ func NewWorker(deps Deps, cfg Config) (*Worker, error) {
 	deps.Metrics.CircuitBreakerState.WithLabelValues("postgres").Set(0)
 	return &Worker{
 		deps: deps, cfg: cfg, events: events, dead: dead, processor: processor,
-		replayer:  replay.New(events, dead, queue.Sender{Pub: pub}, cfg.Topics.Events()),
+		replayer:  replay.New(events, dead, queue.Sender{Pub: replayPub}, cfg.Topics.Events()),
 		publisher: pub, breaker: br, drain: &drainGate{},
 	}, nil
 }
@@ -166,10 +178,12 @@ func NewWorker(deps Deps, cfg Config) (*Worker, error) {
 // ShutdownTimeout), and closes the router.
 func (w *Worker) Run(ctx context.Context) error {
 	defer w.breaker.Close()
-	if n, err := queue.HandBackPending(ctx, w.deps.Redis, w.cfg.Topics.Events(), w.consumerNames(), w.cfg.ClaimIdle+time.Minute); err != nil {
-		return err
-	} else if n > 0 {
-		w.deps.Logger.Info("taking back messages a previous run left pending", "count", n)
+	if w.cfg.SQS == nil {
+		if n, err := queue.HandBackPending(ctx, w.deps.Redis, w.cfg.Topics.Events(), w.consumerNames(), w.cfg.ClaimIdle+time.Minute); err != nil {
+			return err
+		} else if n > 0 {
+			w.deps.Logger.Info("taking back messages a previous run left pending", "count", n)
+		}
 	}
 	router, err := w.newRouter()
 	if err != nil {
@@ -244,7 +258,7 @@ func (w *Worker) middlewares(source string, withDedup bool) ([]message.HandlerMi
 		ShouldRetry:         func(p middleware.RetryParams) bool { return !ingest.IsPermanent(p.Err) },
 		ResetContextOnRetry: true,
 	}
-	chain := []message.HandlerMiddleware{w.drain.Middleware, correlation, markShutdown}
+	chain := []message.HandlerMiddleware{w.drain.Middleware, correlation, tracing, markShutdown}
 	if withDedup {
 		dedup := dedup{client: w.deps.Redis, prefix: w.cfg.Topics.Prefix, ttl: w.cfg.DedupTTL, metrics: w.deps.Metrics}
 		chain = append(chain, dedup.Middleware)
@@ -263,6 +277,25 @@ func (w *Worker) newRouter() (*message.Router, error) {
 	if err != nil {
 		return nil, err
 	}
+	if w.cfg.SQS != nil {
+		if err := w.addSQSConsumers(router, chain, wmLogger); err != nil {
+			return nil, err
+		}
+	} else if err := w.addStreamConsumers(router, chain, wmLogger); err != nil {
+		return nil, err
+	}
+	if err := w.addProjector(router, wmLogger); err != nil {
+		return nil, err
+	}
+	relayPub := queue.PrefixedPublisher{Prefix: w.cfg.Topics.Prefix, Pub: w.publisher}
+	if err := eventstore.NewRelay(w.deps.Pool, relayPub, router, wmLogger, eventstore.RelayConfig{}); err != nil {
+		return nil, err
+	}
+	return router, nil
+}
+
+// addStreamConsumers consumes the work stream with Consumers stream consumers.
+func (w *Worker) addStreamConsumers(router *message.Router, chain []message.HandlerMiddleware, wmLogger watermill.LoggerAdapter) error {
 	own := map[string]bool{}
 	for _, name := range w.consumerNames() {
 		own[name] = true
@@ -278,19 +311,12 @@ func (w *Worker) newRouter() (*message.Router, error) {
 	for _, name := range w.consumerNames() {
 		sub, err := queue.NewRedisSubscriber(w.deps.RedisOptions, queue.SubscriberConfig{Consumer: name, ClaimIdle: w.cfg.ClaimIdle, ShouldClaim: shouldClaim}, wmLogger)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		h := router.AddConsumerHandler("ingest-"+name, w.cfg.Topics.Events(), sub, w.handle)
 		h.AddMiddleware(chain...)
 	}
-	if err := w.addProjector(router, wmLogger); err != nil {
-		return nil, err
-	}
-	relayPub := queue.PrefixedPublisher{Prefix: w.cfg.Topics.Prefix, Pub: w.publisher}
-	if err := eventstore.NewRelay(w.deps.Pool, relayPub, router, wmLogger, eventstore.RelayConfig{}); err != nil {
-		return nil, err
-	}
-	return router, nil
+	return nil
 }
 
 // consumerNames are stable across restarts, so a restarted worker finds
@@ -386,17 +412,24 @@ func (w *Worker) reconcileEvery(ctx context.Context) {
 // trim removes work-stream entries every consumer group has finished with:
 // the producer never trims (a cap would drop unprocessed messages).
 func (w *Worker) trim(ctx context.Context) {
+	if w.cfg.SQS != nil {
+		return // SQS deletes acknowledged messages itself
+	}
 	if _, err := gate.TrimAcknowledged(ctx, w.deps.Redis, w.cfg.Topics.Events()); err != nil && ctx.Err() == nil {
 		w.deps.Logger.Warn("trim work stream", "error", err)
 	}
 }
 
 func (w *Worker) readGauges(ctx context.Context) {
-	if lag, pending, err := gate.StreamDepth(ctx, w.deps.Redis, w.cfg.Topics.Events(), queue.ConsumerGroup); err == nil {
-		w.deps.Metrics.QueueDepth.WithLabelValues(queue.EventsTopic).Set(float64(lag + pending))
-	}
-	if n, err := w.dead.Waiting(ctx); err == nil {
-		w.deps.Metrics.DLQDepth.Set(float64(n))
+	if w.cfg.SQS != nil {
+		w.readSQSGauges(ctx)
+	} else {
+		if lag, pending, err := gate.StreamDepth(ctx, w.deps.Redis, w.cfg.Topics.Events(), queue.ConsumerGroup); err == nil {
+			w.deps.Metrics.QueueDepth.WithLabelValues(queue.EventsTopic).Set(float64(lag + pending))
+		}
+		if n, err := w.dead.Waiting(ctx); err == nil {
+			w.deps.Metrics.DLQDepth.Set(float64(n))
+		}
 	}
 	if n, err := eventstore.Backlog(ctx, w.deps.Pool); err == nil {
 		w.deps.Metrics.OutboxBacklog.Set(float64(n))

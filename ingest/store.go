@@ -343,6 +343,22 @@ func (s *Store) GetByKey(ctx context.Context, key string) (Record, error) {
 	return rec, nil
 }
 
+// IDsByKeys returns the ids of the stored events among keys, by key; keys
+// not stored are absent from the map.
+func (s *Store) IDsByKeys(ctx context.Context, keys []string) (map[string]uuid.UUID, error) {
+	rows, err := s.pool.Query(ctx, `SELECT idempotency_key, id FROM ingestion_events WHERE idempotency_key = ANY($1)`, keys)
+	if err != nil {
+		return nil, fmt.Errorf("ids by keys: %w", err)
+	}
+	ids := make(map[string]uuid.UUID, len(keys))
+	var key string
+	var id uuid.UUID
+	if _, err := pgx.ForEachRow(rows, []any{&key, &id}, func() error { ids[key] = id; return nil }); err != nil {
+		return nil, fmt.Errorf("ids by keys: %w", err)
+	}
+	return ids, nil
+}
+
 // ListParams selects a page of events in arrival order.
 type ListParams struct {
 	Status Status    // empty = every status

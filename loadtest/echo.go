@@ -88,5 +88,5 @@ func runEchoBaseline(ctx context.Context, cfg Config) (rep Report, err error) {
 	client := newHTTPClient(cfg)
 	defer client.CloseIdleConnections()
 	res := runLoad(ctx, cfg, client, target)
-	return buildReport(cfg, target, res, nil), nil
+	return buildReport(cfg, target, res, nil, nil), nil
 }

@@ -8,12 +8,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
+
+	"github.com/daybook/daybook/client"
 )
 
 func TestNewSchedule_PlansExactlyRateTimesDuration(t *testing.T) {
@@ -172,10 +175,11 @@ func (e wireEvent) check() error {
 	return nil
 }
 
-// fakeDaybook speaks the ingest contract and exports the processed counter.
+// fakeDaybook speaks the ingest contract, answers GET /events/{id} and exports the processed counter.
 type fakeDaybook struct {
 	baseline    int64 // COMPLETED before the run, from earlier traffic
 	process     bool  // each accepted event is COMPLETED at once; false: the worker is stuck
+	counterOnly bool  // the counter moves as if each accepted event were COMPLETED, but none is: other traffic
 	rejectEvery int64 // every n-th request is answered 429; 0 never
 	apiKey      string
 	noMetrics   bool
@@ -184,6 +188,8 @@ type fakeDaybook struct {
 	received  atomic.Int64
 	badEvents atomic.Int64
 	completed atomic.Int64
+	eventGets atomic.Int64
+	ids       sync.Map // event id → struct{}, every event accepted
 }
 
 func (f *fakeDaybook) start(t *testing.T) *httptest.Server {
@@ -228,10 +234,12 @@ func (f *fakeDaybook) start(t *testing.T) *httptest.Server {
 			if i > 0 {
 				items.WriteByte(',')
 			}
-			fmt.Fprintf(&items, `{"id":%q,"idempotency_key":%q,"status":"PENDING","duplicate":false}`, uuid.NewString(), e.EventID)
+			id := uuid.NewString()
+			f.ids.Store(id, struct{}{})
+			fmt.Fprintf(&items, `{"id":%q,"idempotency_key":%q,"status":"PENDING","duplicate":false}`, id, e.EventID)
 		}
 		f.received.Add(int64(len(events)))
-		if f.process {
+		if f.process || f.counterOnly {
 			f.completed.Add(int64(len(events)))
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -244,6 +252,23 @@ func (f *fakeDaybook) start(t *testing.T) *httptest.Server {
 	}
 	mux.HandleFunc("POST /events/ingest", func(w http.ResponseWriter, r *http.Request) { accept(w, r, false) })
 	mux.HandleFunc("POST /events/ingest/batch", func(w http.ResponseWriter, r *http.Request) { accept(w, r, true) })
+	mux.HandleFunc("GET /events/{id}", func(w http.ResponseWriter, r *http.Request) {
+		f.eventGets.Add(1)
+		id := r.PathValue("id")
+		if _, ok := f.ids.Load(id); !ok {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprintf(w, `{"title":"Not Found","status":404,"detail":"no event with id %s"}`, id)
+			return
+		}
+		status := "PENDING"
+		if f.process {
+			status = "COMPLETED"
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"id":%q,"idempotency_key":"k","source":"order_updates","type":"order.updated","status":%q,`+
+			`"attempts":1,"replays":0,"last_error":null,"created_at":"2026-01-02T03:04:05Z","updated_at":"2026-01-02T03:04:05Z"}`, id, status)
+	})
 	if !f.noMetrics {
 		mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; version=0.0.4")
@@ -320,6 +345,8 @@ func TestRunIngest_DrainFinishesWhenEveryAcceptedEventIsCompleted(t *testing.T) 
 			require.Equal(t, float64(rep.Events.Accepted), rep.Drain.Completed)
 			require.Zero(t, rep.Drain.Missing)
 			require.Positive(t, rep.Drain.RatePerS)
+			requireVerified(t, rep, fake, "COMPLETED")
+			require.Equal(t, rep.Verify.Checked, rep.Verify.Completed)
 			require.True(t, rep.OK)
 			require.Contains(t, stderr, "result: OK", "the table goes to stderr under -json")
 		})
@@ -340,8 +367,89 @@ func TestRunIngest_DrainTimeoutExitsOneAndSaysHowManyAreMissing(t *testing.T) {
 	require.False(t, rep.Drain.Finished)
 	require.Equal(t, rep.Events.Accepted, rep.Drain.Missing)
 	require.Equal(t, 10.0, rep.Drain.Final)
+	requireVerified(t, rep, fake, "PENDING")
+	require.Zero(t, rep.Verify.Completed)
 	require.False(t, rep.OK)
 	require.Contains(t, stderr, "still not COMPLETED")
+}
+
+// requireVerified checks that the verify phase read every sampled event once, without error, and
+// found each in status.
+func requireVerified(t *testing.T, rep Report, fake *fakeDaybook, status string) {
+	t.Helper()
+	require.NotNil(t, rep.Verify)
+	// 200 events over 8 workers that keep up to 32 ids each: every one that was accepted, or,
+	// where a worker sent more than 32, 32 of its own.
+	require.Positive(t, rep.Verify.Checked)
+	require.LessOrEqual(t, int64(rep.Verify.Checked), rep.Events.Accepted)
+	require.Equal(t, int64(rep.Verify.Checked), fake.eventGets.Load())
+	require.Equal(t, map[string]int{status: rep.Verify.Checked}, rep.Verify.ByStatus)
+	require.Zero(t, rep.Verify.Errors, rep.Verify.LastError)
+}
+
+func TestRunIngest_VerifyCatchesADrainFinishedByOtherEvents(t *testing.T) {
+	t.Parallel()
+	fake := &fakeDaybook{counterOnly: true}
+	srv := fake.start(t)
+
+	code, rep, stderr := runJSON(t, smallLoad(srv.URL, "-drain-timeout", "10s")...)
+
+	require.Equal(t, exitFail, code, stderr)
+	requireAccountedFor(t, rep)
+	require.Zero(t, rep.Events.Errors)
+	require.True(t, rep.Drain.Finished, "the counter reached its target")
+	requireVerified(t, rep, fake, "PENDING")
+	require.Zero(t, rep.Verify.Completed)
+	require.False(t, rep.OK)
+	require.Contains(t, stderr, "the drain counter counted other events")
+}
+
+func TestRunIngest_VerifyCountsEventsItCannotRead(t *testing.T) {
+	t.Parallel()
+	fake := &fakeDaybook{process: true}
+	srv := fake.start(t)
+	api, err := client.New(srv.URL, client.WithHTTPClient(srv.Client()))
+	require.NoError(t, err)
+
+	v := verifySample(t.Context(), api, []string{"not-a-uuid", uuid.NewString()})
+
+	require.Equal(t, 2, v.Checked)
+	require.Zero(t, v.Completed)
+	require.Empty(t, v.ByStatus)
+	require.Equal(t, 2, v.Errors)
+	require.Contains(t, v.LastError, "daybook: 404 Not Found: no event with id")
+	require.Equal(t, int64(1), fake.eventGets.Load(), "an id that is not a UUID is not asked for")
+}
+
+func TestAcceptedIDs_TakesNewEventsOnlyAndAtMostN(t *testing.T) {
+	t.Parallel()
+
+	tests := []struct {
+		name   string
+		answer string
+		batch  bool
+		n      int
+		want   []string
+	}{
+		{"single", `{"id":"a","status":"PENDING","duplicate":false}`, false, 4, []string{"a"}},
+		{"single without id", `{"status":"PENDING"}`, false, 4, nil},
+		{"single with no room", `{"id":"a"}`, false, 0, nil},
+		{"single not JSON", `accepted`, false, 4, nil},
+		{
+			"batch skips duplicates, errors and items without id",
+			`{"items":[{"id":"a","status":"PENDING"},{"id":"b","status":"PENDING","duplicate":true},` +
+				`{"id":"c","error":"bad"},{"status":"PENDING"},{"id":"d","status":202}]}`,
+			true, 4, []string{"a", "d"},
+		},
+		{"batch stops at n", `{"items":[{"id":"a","status":"PENDING"},{"id":"b","status":"PENDING"}]}`, true, 1, []string{"a"}},
+		{"batch not JSON", `[`, true, 4, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			require.Equal(t, tt.want, acceptedIDs([]byte(tt.answer), tt.batch, tt.n))
+		})
+	}
 }
 
 func TestRunIngest_RateLimitedRequestsAreErrors(t *testing.T) {

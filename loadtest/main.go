@@ -3,11 +3,13 @@
 //	go run ./loadtest ingest [flags]         open-loop ingest load, then the worker's drain rate
 //	go run ./loadtest echo-baseline [flags]  the same load against a bare in-process net/http server
 //
-// It owns nothing of the service and imports none of its packages: it speaks only the HTTP
-// contract in DESIGN.md (POST /events/ingest, /events/ingest/batch, GET /metrics). Traffic goes
-// only to loopback addresses, and every run stops by itself.
+// It owns nothing of the service, and of its packages imports only the generated HTTP client: it
+// speaks only the HTTP contract in DESIGN.md (POST /events/ingest, /events/ingest/batch,
+// GET /metrics, and GET /events/{id} to read a sample of its events back after the drain).
+// Traffic goes only to loopback addresses, and every run stops by itself.
 //
-// Exit status: 0 a completed run; 1 any error, an unfinished drain, or an interrupted run;
+// Exit status: 0 a completed run; 1 any error, an unfinished drain, a sampled event read back
+// not COMPLETED, or an interrupted run;
 // 2 bad flags or a non-loopback -url.
 package main
 
@@ -162,7 +164,7 @@ func parseFlags(mode string, args []string, stderr io.Writer) (Config, error) {
 		fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8080", "base URL of the running Daybook (loopback only)")
 		fs.StringVar(&cfg.APIKey, "api-key", "", "sent as X-API-Key when set")
 		fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 60*time.Second,
-			"how long to wait after sending for every accepted event to be COMPLETED (0 skips the drain phase)")
+			"how long to wait after sending for every accepted event to be COMPLETED (0 skips the drain phase and the read-back of a sample)")
 	}
 	fs.IntVar(&cfg.Rate, "rate", 2000, "target events per second (open loop)")
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to send")

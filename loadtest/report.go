@@ -32,10 +32,11 @@ type Report struct {
 	SchedulerLagMaxMS float64           `json:"scheduler_lag_max_ms"`
 	ErrorExamples     map[string]string `json:"error_examples,omitempty"`
 
-	Drain       *DrainReport `json:"drain"` // null when there was no drain phase
-	DrainNote   string       `json:"drain_note,omitempty"`
-	Interrupted bool         `json:"interrupted"`
-	OK          bool         `json:"ok"` // the exit status is 0 exactly when this is true
+	Drain       *DrainReport  `json:"drain"` // null when there was no drain phase
+	DrainNote   string        `json:"drain_note,omitempty"`
+	Verify      *VerifyReport `json:"verify"` // null when there was no drain phase or no id to read back
+	Interrupted bool          `json:"interrupted"`
+	OK          bool          `json:"ok"` // the exit status is 0 exactly when this is true
 }
 
 type EventCounts struct {
@@ -81,7 +82,16 @@ type DrainReport struct {
 	LastPollError string  `json:"last_poll_error,omitempty"`
 }
 
-func buildReport(cfg Config, target string, res loadResult, drain *drainResult) Report {
+// VerifyReport is a sample of the run's accepted events as GET /events/{id} reads them after the drain.
+type VerifyReport struct {
+	Checked   int            `json:"checked"`
+	Completed int            `json:"completed"`
+	ByStatus  map[string]int `json:"by_status"`
+	Errors    int            `json:"errors"`
+	LastError string         `json:"last_error,omitempty"`
+}
+
+func buildReport(cfg Config, target string, res loadResult, drain *drainResult, verify *verifyResult) Report {
 	out := res.tally.out
 	sent := res.scheduledEvents - res.droppedEvents
 	rep := Report{
@@ -152,8 +162,16 @@ func buildReport(cfg Config, target string, res loadResult, drain *drainResult) 
 		rep.DrainNote = "skipped: no event was accepted"
 	}
 
+	if verify != nil {
+		rep.Verify = &VerifyReport{
+			Checked: verify.Checked, Completed: verify.Completed, ByStatus: verify.ByStatus,
+			Errors: verify.Errors, LastError: verify.LastError,
+		}
+	}
+
 	rep.OK = !res.interrupted && sent > 0 && rep.Events.Errors == 0 &&
-		(rep.Drain == nil || rep.Drain.Finished)
+		(rep.Drain == nil || rep.Drain.Finished) &&
+		(rep.Verify == nil || (rep.Verify.Errors == 0 && rep.Verify.Completed == rep.Verify.Checked))
 	return rep
 }
 
@@ -229,6 +247,23 @@ func writeTable(w io.Writer, rep Report) {
 		}
 	} else {
 		row(rep.DrainNote, "", "")
+	}
+	if v := rep.Verify; v != nil {
+		fmt.Fprintln(tw, "\nVERIFY\tevents\t")
+		row("read back", v.Checked, "a sample of the accepted events, by GET /events/{id}")
+		note := ""
+		if v.Completed < v.Checked && rep.Drain != nil && rep.Drain.Finished {
+			note = "the drain counter counted other events: is other traffic reaching this instance?"
+		}
+		row("COMPLETED", v.Completed, note)
+		for _, status := range slices.Sorted(maps.Keys(v.ByStatus)) {
+			if status != processedCompleted {
+				row(status, v.ByStatus[status], "")
+			}
+		}
+		if v.Errors > 0 {
+			row("read errors", v.Errors, v.LastError)
+		}
 	}
 	_ = tw.Flush()
 

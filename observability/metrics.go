@@ -24,6 +24,7 @@ type Metrics struct {
 	ReconcileMismatches prometheus.Gauge         // mismatches found by the last reconcile
 	CircuitBreakerState *prometheus.GaugeVec     // name: 0 closed, 1 open
 	StuckRescued        prometheus.Counter       // events the rescuer re-enqueued
+	RedisFailOpen       *prometheus.CounterVec   // check: events let through while Redis could not answer
 	HTTPRequestDuration *prometheus.HistogramVec // method, route, code
 }
 
@@ -69,6 +70,10 @@ func NewMetrics() *Metrics {
 		StuckRescued: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "daybook_stuck_events_rescued_total", Help: "Events re-enqueued by the stuck-event rescuer.",
 		}),
+		RedisFailOpen: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "daybook_redis_fail_open_total",
+			Help: "Events admitted without the Redis rate limit and fast duplicate check because Redis could not answer (SQS mode).",
+		}, []string{"check"}),
 		HTTPRequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "daybook_http_request_duration_seconds", Help: "HTTP request duration by route and status code.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .02, .05, .1, .25, .5, 1, 2.5},
@@ -77,7 +82,7 @@ func NewMetrics() *Metrics {
 	m.Registry.MustRegister(
 		m.EventsIngested, m.EventsProcessed, m.ProcessingDuration, m.BatchSize, m.QueueDepth, m.DLQDepth, m.OutboxBacklog,
 		m.TransfersTotal, m.LedgerTxRetries, m.ReconcileMismatches, m.CircuitBreakerState, m.StuckRescued,
-		m.HTTPRequestDuration,
+		m.RedisFailOpen, m.HTTPRequestDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m

@@ -10,19 +10,23 @@ import (
 	"net/http/pprof"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/daybook/daybook/api"
 	"github.com/daybook/daybook/archive"
+	"github.com/daybook/daybook/breaker"
 	"github.com/daybook/daybook/config"
 	"github.com/daybook/daybook/deadletter"
 	"github.com/daybook/daybook/gate"
 	"github.com/daybook/daybook/handlers"
 	"github.com/daybook/daybook/ingest"
+	"github.com/daybook/daybook/intake"
 	"github.com/daybook/daybook/ledger"
 	"github.com/daybook/daybook/migrations"
 	"github.com/daybook/daybook/observability"
@@ -45,6 +49,8 @@ type app struct {
 	redisOpts *redis.Options
 	redis     *redis.Client
 	metrics   *observability.Metrics
+	// sqs is the work queue's transport when DAYBOOK_QUEUE=sqs, else nil.
+	sqs *queue.SQS
 	// closers are closed with the app (the S3 archive's idle connections).
 	closers []io.Closer
 }
@@ -57,9 +63,6 @@ func open(ctx context.Context) (*app, error) {
 		return nil, err
 	}
 	log := observability.NewLogger(os.Stderr, cfg.LogLevel)
-	if cfg.Queue == config.QueueSQS {
-		return nil, errors.New("DAYBOOK_QUEUE=sqs is not available in this build yet; use redis")
-	}
 	if err := migrations.EnsureDatabase(ctx, cfg.DatabaseURL); err != nil {
 		return nil, fmt.Errorf("%w\n(is Postgres running? `make run` starts a local one; or: docker compose up -d postgres redis)", err)
 	}
@@ -89,13 +92,32 @@ func open(ctx context.Context) (*app, error) {
 	// RESP2: Daybook uses no push notifications, and RESP3 makes go-redis look
 	// for them around every command (7% of the worker's CPU under load).
 	opts.Protocol = 2
-	rdb := redis.NewClient(opts)
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		pool.Close()
-		rdb.Close()
-		return nil, fmt.Errorf("redis at %s: %w\n(is Redis running? `make run` starts a local one; or: docker compose up -d postgres redis)", opts.Addr, err)
+	if cfg.Queue == config.QueueSQS {
+		// Redis is the fast path that ingestion fails open around: a failed
+		// call must fail at once, not after go-redis's retries and re-dials.
+		opts.MaxRetries, opts.DialerRetries, opts.DialTimeout = -1, 1, time.Second
 	}
-	return &app{cfg: cfg, log: log, pool: pool, redisOpts: opts, redis: rdb, metrics: observability.NewMetrics()}, nil
+	rdb := redis.NewClient(opts)
+	a := &app{cfg: cfg, log: log, pool: pool, redisOpts: opts, redis: rdb, metrics: observability.NewMetrics()}
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		if cfg.Queue != config.QueueSQS {
+			a.close()
+			return nil, fmt.Errorf("redis at %s: %w\n(is Redis running? `make run` starts a local one; or: docker compose up -d postgres redis)", opts.Addr, err)
+		}
+		// With SQS as the queue Redis is only the fast path: start without it.
+		log.Warn("redis unreachable: ingestion fails open (no rate limit, duplicates caught by Postgres) until it is back", "addr", opts.Addr, "error", err)
+	}
+	if cfg.Queue == config.QueueSQS {
+		a.sqs, err = queue.OpenSQS(ctx, queue.SQSConfig{
+			Queue: cfg.SQS.Queue, DeadQueue: cfg.SQS.DeadQueue,
+			VisibilityTimeout: cfg.SQS.VisibilityTimeout, Create: cfg.SQS.CreateQueues,
+		})
+		if err != nil {
+			a.close()
+			return nil, err
+		}
+	}
+	return a, nil
 }
 
 // openPool is what the operator's commands need: the configured database,
@@ -130,6 +152,9 @@ func (a *app) close() {
 	for _, c := range a.closers {
 		c.Close()
 	}
+	if a.sqs != nil {
+		a.sqs.Close()
+	}
 	a.pool.Close()
 	a.redis.Close()
 }
@@ -146,6 +171,15 @@ func serve(ctx context.Context, roles role) error {
 	}
 	defer a.close()
 	a.warnInsecure()
+	stopTracing, err := observability.SetupTracing(ctx, "daybook", a.log)
+	if err != nil {
+		return err
+	}
+	defer func() { // after the API and worker drained, before a.close; ctx has ended by then
+		if err := stopTracing(context.WithoutCancel(ctx)); err != nil {
+			a.log.Warn("flush traces", "error", err)
+		}
+	}()
 
 	if addr := os.Getenv("DAYBOOK_PPROF_ADDR"); addr != "" {
 		// Profiling for load investigations: off unless asked for, loopback only by convention.
@@ -230,13 +264,77 @@ func (a *app) warnInsecure() {
 	}
 }
 
+// replayer puts events back on the work topic: the Redis stream, or SQS,
+// whose messages keep the logical topic name in dead letters.
 func (a *app) replayer() (*replay.Replayer, error) {
+	var pub message.Publisher
 	pub, err := queue.NewRedisPublisher(a.redis, nil, nil)
 	if err != nil {
 		return nil, err
 	}
+	if a.sqs != nil {
+		sqsPub, err := a.sqs.NewPublisher(nil)
+		if err != nil {
+			return nil, err
+		}
+		pub = queue.Routed{Routes: map[string]queue.Route{a.topics().Events(): {Pub: sqsPub, Topic: a.sqs.Queue()}}, Default: pub}
+	}
 	return replay.New(ingest.NewStore(a.pool), deadletter.NewStore(a.pool), queue.Sender{Pub: pub}, a.topics().Events()), nil
 }
+
+// admitter is the API's admission: the Redis gate onto the stream, or the
+// intake onto SQS with the gate as its fast path.
+func (a *app) admitter(g *gate.Gate) (api.Admitter, error) {
+	if a.sqs == nil {
+		return g, nil
+	}
+	pub, err := a.sqs.NewPublisher(nil)
+	if err != nil {
+		return nil, err
+	}
+	var lastWarn atomic.Int64
+	redisDown, err := breaker.New(breaker.Config{
+		Probe:         func(ctx context.Context) error { return a.redis.Ping(ctx).Err() },
+		ProbeInterval: time.Second,
+		ProbeTimeout:  time.Second,
+		OnChange: func(s breaker.State, cause error) {
+			a.metrics.CircuitBreakerState.WithLabelValues("redis").Set(float64(s))
+			if s == breaker.Open {
+				a.log.Warn("circuit breaker open: Redis unreachable, ingestion skips it until it answers", "error", cause)
+			} else {
+				a.log.Info("circuit breaker closed: Redis is back, rate limit and fast duplicate check resume")
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.metrics.CircuitBreakerState.WithLabelValues("redis").Set(0)
+	a.closers = append(a.closers, closerFunc(redisDown.Close))
+	return intake.New(g, pub, ingest.NewStore(a.pool), intake.Config{
+		Topic:        a.sqs.Queue(),
+		RedisBreaker: redisDown,
+		OnFailOpen: func(n int, cause error) {
+			a.metrics.RedisFailOpen.WithLabelValues("ingest").Add(float64(n))
+			// One line per interval, not per request: an outage would flood the log.
+			if now := time.Now().Unix(); lastWarn.Load() < now-failOpenLogEverySeconds {
+				lastWarn.Store(now)
+				a.log.Warn("redis unreachable: admitting events without rate limit or fast duplicate check", "error", cause)
+			}
+		},
+		OnReleaseError: func(err error) {
+			a.log.Error("could not free idempotency keys of events SQS refused: their retries are answered as duplicates until the keys expire", "error", err)
+		},
+	})
+}
+
+// failOpenLogEverySeconds spaces the fail-open warnings.
+const failOpenLogEverySeconds = 10
+
+// closerFunc adapts a func() to io.Closer.
+type closerFunc func()
+
+func (f closerFunc) Close() error { f(); return nil }
 
 func (a *app) newHTTPServer() (*http.Server, error) {
 	g, err := gate.New(a.redis, gate.Config{
@@ -257,8 +355,16 @@ func (a *app) newHTTPServer() (*http.Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	admitter, err := a.admitter(g)
+	if err != nil {
+		return nil, err
+	}
+	var queueReady func(context.Context) error
+	if a.sqs != nil {
+		queueReady = a.sqs.Ready
+	}
 	srv := api.New(api.Deps{
-		Pool: a.pool, Redis: a.redis, Gate: g, Events: ingest.NewStore(a.pool), Dead: deadletter.NewStore(a.pool),
+		Pool: a.pool, Redis: a.redis, RedisOptional: a.sqs != nil, QueueReady: queueReady, Gate: admitter, Events: ingest.NewStore(a.pool), Dead: deadletter.NewStore(a.pool),
 		Replayer: replayer, Ledger: book, Metrics: a.metrics, Logger: a.log,
 	}, api.Config{APIKeys: a.cfg.APIKeys, AdminToken: a.cfg.AdminToken, HMACSecret: a.cfg.HMACSecret})
 	return &http.Server{
@@ -295,10 +401,14 @@ func (a *app) newWorker() (*handlers.Worker, error) {
 		host = "daybook"
 	}
 	w := a.cfg.Worker
+	consumers := w.Consumers
+	if a.sqs != nil {
+		consumers = a.cfg.SQS.Consumers
+	}
 	return handlers.NewWorker(handlers.Deps{
 		Pool: a.pool, RedisOptions: a.redisOpts, Redis: a.redis, Archive: store, Metrics: a.metrics, Logger: a.log,
 	}, handlers.Config{
-		Topics: a.topics(), Consumers: w.Consumers, ConsumerName: host,
+		Topics: a.topics(), SQS: a.sqs, Consumers: consumers, ConsumerName: host,
 		MaxAttempts: w.MaxAttempts, RetryBackoff: w.RetryBackoff, RetryBackoffMax: w.RetryBackoffMax,
 		StuckAfter: w.StuckAfter, RescueInterval: w.RescueInterval, ClaimIdle: w.ClaimIdle,
 		BreakerProbeInterval: w.BreakerProbeInterval, AttemptTimeout: w.AttemptTimeout,

@@ -101,6 +101,14 @@ func dlq(ctx context.Context, args []string, out io.Writer) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", l.ID, event, l.CreatedAt.UTC().Format(time.RFC3339), replayed, oneLine(l.Reason, 100))
 		}
 		fmt.Fprintf(tw, "%d dead letter(s)\n", len(letters))
+		if a.sqs != nil {
+			// Redriven messages wait in SQS's DLQ until a worker moves them here.
+			n, err := a.sqs.DeadDepth(ctx)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(tw, "%d message(s) in SQS queue %s, moved here by the worker\n", n, a.sqs.DeadQueue())
+		}
 		return tw.Flush()
 	case "replay":
 		if len(args) != 2 {

@@ -52,6 +52,25 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// processLog collects a process's output; the test reads it while the
+// process still writes.
+type processLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *processLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *processLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
 // instance is a daybook process on its own schema, Redis prefix and port.
 type instance struct {
 	t    *testing.T
@@ -59,7 +78,7 @@ type instance struct {
 	env  []string
 	url  string
 	cmd  *exec.Cmd
-	log  *bytes.Buffer
+	log  *processLog
 	done chan error
 }
 
@@ -86,7 +105,7 @@ func (in *instance) start(args ...string) {
 	}
 	in.cmd = exec.Command(binary, args...)
 	in.cmd.Env = in.env
-	in.log = &bytes.Buffer{}
+	in.log = &processLog{}
 	in.cmd.Stdout, in.cmd.Stderr = in.log, in.log
 	require.NoError(in.t, in.cmd.Start())
 	in.done = make(chan error, 1)

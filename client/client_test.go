@@ -1,0 +1,362 @@
+package client_test
+
+import (
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/daybook/daybook/api"
+	"github.com/daybook/daybook/client"
+	"github.com/daybook/daybook/deadletter"
+	"github.com/daybook/daybook/gate"
+	"github.com/daybook/daybook/ingest"
+	"github.com/daybook/daybook/internal/testdb"
+	"github.com/daybook/daybook/internal/testredis"
+	"github.com/daybook/daybook/ledger"
+	"github.com/daybook/daybook/observability"
+	"github.com/daybook/daybook/queue"
+	"github.com/daybook/daybook/replay"
+)
+
+// daybook is the whole API on real Postgres (a schema of its own) and real Redis (a key prefix
+// of its own), served over loopback HTTP, with cfg's security settings and no rate limit. No
+// worker runs, so accepted events stay PENDING.
+type daybook struct {
+	t   *testing.T
+	url string
+	hc  *http.Client
+}
+
+func newDaybook(t *testing.T, cfg api.Config) daybook {
+	t.Helper()
+	pool := testdb.New(t)
+	rdb, prefix := testredis.New(t)
+	stream := prefix + queue.EventsTopic
+	g, err := gate.New(rdb, gate.Config{KeyPrefix: prefix, Stream: stream})
+	require.NoError(t, err)
+	// Not closed: its Close would close the shared client, which testredis closes itself.
+	pub, err := queue.NewRedisPublisher(rdb, nil, nil)
+	require.NoError(t, err)
+	events, dead := ingest.NewStore(pool), deadletter.NewStore(pool)
+	book, err := ledger.NewService(pool, ledger.Config{})
+	require.NoError(t, err)
+	srv := api.New(api.Deps{
+		Pool: pool, Redis: rdb, Gate: g, Events: events, Dead: dead, Ledger: book,
+		Replayer: replay.New(events, dead, queue.Sender{Pub: pub}, stream),
+		Metrics:  observability.NewMetrics(), Logger: slog.New(slog.DiscardHandler),
+	}, cfg)
+	hs := httptest.NewServer(srv.Handler())
+	// Registered after testdb and testredis, so it runs before them: no request is in flight
+	// when the pool and the Redis client close.
+	t.Cleanup(hs.Close)
+	return daybook{t: t, url: hs.URL, hc: hs.Client()}
+}
+
+// client is a client made by client.New with opts, on the test server's HTTP client (whose idle
+// connections the server closes).
+func (d daybook) client(opts ...client.ClientOption) *client.ClientWithResponses {
+	d.t.Helper()
+	c, err := client.New(d.url, append([]client.ClientOption{client.WithHTTPClient(d.hc)}, opts...)...)
+	require.NoError(d.t, err)
+	return c
+}
+
+// requireProblem checks that err is a *client.Problem with status code and returns it.
+func requireProblem(t *testing.T, err error, code int) *client.Problem {
+	t.Helper()
+	p := requireProblemOf(t, err)
+	require.Equal(t, code, p.StatusCode, "problem: %v", p)
+	require.Equal(t, code, p.Status)
+	require.Equal(t, http.StatusText(code), p.Title)
+	require.Equal(t, "application/problem+json", p.Header.Get("Content-Type"))
+	return p
+}
+
+func event(id string) client.EventIn {
+	return client.EventIn{
+		EventID: &id, Source: "order_updates", Type: "order.updated",
+		Payload: map[string]any{"status": "paid", "amount": "12.30"},
+	}
+}
+
+func TestIngestEvent_NewAnswers202PendingAndTheSameKeyAgain200WithTheOriginalID(t *testing.T) {
+	t.Parallel()
+	c := newDaybook(t, api.Config{}).client()
+	ctx := t.Context()
+
+	first, err := c.IngestEventWithResponse(ctx, nil, event("evt-1"))
+
+	require.NoError(t, err)
+	require.Equal(t, http.StatusAccepted, first.StatusCode())
+	require.NotNil(t, first.JSON202, "body: %s", first.Body)
+	id, err := uuid.Parse(first.JSON202.ID)
+	require.NoError(t, err)
+	require.Equal(t, uuid.Version(7), id.Version())
+	require.Equal(t, client.IngestResult{ID: id.String(), IdempotencyKey: "evt-1", Status: client.IngestResultStatusPENDING}, *first.JSON202)
+	require.Nil(t, first.JSON200)
+
+	again, err := c.IngestEventWithResponse(ctx, nil, event("evt-1"))
+
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, again.StatusCode())
+	require.NotNil(t, again.JSON200, "body: %s", again.Body)
+	require.Equal(t, client.IngestResult{ID: id.String(), IdempotencyKey: "evt-1", Status: client.IngestResultStatusPENDING, Duplicate: true}, *again.JSON200)
+	require.Nil(t, again.JSON202)
+
+	// Not yet stored by a worker: the API answers from the gate's pending marker.
+	got, err := c.GetEventWithResponse(ctx, id)
+	require.NoError(t, err)
+	require.NotNil(t, got.JSON200, "body: %s", got.Body)
+	require.Equal(t, id.String(), got.JSON200.ID)
+	require.Equal(t, "evt-1", got.JSON200.IdempotencyKey)
+	require.Equal(t, "order_updates", got.JSON200.Source)
+	require.Equal(t, "order.updated", got.JSON200.Type)
+	require.Equal(t, client.EventOutStatusPENDING, got.JSON200.Status)
+	require.Zero(t, got.JSON200.Attempts)
+	require.Nil(t, got.JSON200.LastError)
+}
+
+func TestIngestEvent_HeaderKeyOverridesEventID(t *testing.T) {
+	t.Parallel()
+	c := newDaybook(t, api.Config{}).client()
+	key := "header-key"
+
+	r, err := c.IngestEventWithResponse(t.Context(), &client.IngestEventParams{XIdempotencyKey: &key}, event("evt-2"))
+
+	require.NoError(t, err)
+	require.NotNil(t, r.JSON202, "body: %s", r.Body)
+	require.Equal(t, "header-key", r.JSON202.IdempotencyKey)
+}
+
+func TestIngestBatch_AnswersOneResultPerEventInOrder(t *testing.T) {
+	t.Parallel()
+	c := newDaybook(t, api.Config{}).client()
+	ctx := t.Context()
+	single, err := c.IngestEventWithResponse(ctx, nil, event("a"))
+	require.NoError(t, err)
+	require.NotNil(t, single.JSON202, "body: %s", single.Body)
+
+	r, err := c.IngestBatchWithResponse(ctx, nil, client.BatchInputBody{Events: []client.EventIn{event("b"), event("a"), event("c")}})
+
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, r.StatusCode())
+	require.NotNil(t, r.JSON200, "body: %s", r.Body)
+	items := r.JSON200.Items
+	require.Len(t, items, 3)
+	pending := client.IngestResultStatusPENDING
+	require.Equal(t, client.IngestResult{ID: items[0].ID, IdempotencyKey: "b", Status: pending}, items[0])
+	require.Equal(t, client.IngestResult{ID: single.JSON202.ID, IdempotencyKey: "a", Status: pending, Duplicate: true}, items[1])
+	require.Equal(t, client.IngestResult{ID: items[2].ID, IdempotencyKey: "c", Status: pending}, items[2])
+	require.NotEqual(t, items[0].ID, items[2].ID)
+	require.NotEqual(t, single.JSON202.ID, items[0].ID)
+}
+
+func TestIngestEvent_SchemaViolationIsA422ProblemNamingEachField(t *testing.T) {
+	t.Parallel()
+	c := newDaybook(t, api.Config{}).client()
+	bad := event("evt-bad")
+	bad.Source = "Bad Source!"
+
+	r, err := c.IngestEventWithResponse(t.Context(), nil, bad)
+
+	require.Nil(t, r)
+	p := requireProblem(t, err, http.StatusUnprocessableEntity)
+	require.Equal(t, "about:blank", p.Type)
+	require.Equal(t, "validation failed", p.Detail)
+	require.Equal(t, []client.ProblemError{{
+		Location: "body.source",
+		Message:  "expected string to match pattern ^[a-z0-9][a-z0-9_.-]*$",
+		Value:    "Bad Source!",
+	}}, p.Errors)
+	require.Equal(t, "daybook: 422 Unprocessable Entity: validation failed "+
+		"(body.source: expected string to match pattern ^[a-z0-9][a-z0-9_.-]*$)", p.Error())
+}
+
+func TestIngestEvent_APIKeyMissingIs401WhenConfigured(t *testing.T) {
+	t.Parallel()
+	d := newDaybook(t, api.Config{APIKeys: []string{"k-1", "k-2"}})
+	ctx := t.Context()
+
+	_, err := d.client().IngestEventWithResponse(ctx, nil, event("evt-1"))
+	p := requireProblem(t, err, http.StatusUnauthorized)
+	require.Equal(t, "missing or unknown X-API-Key", p.Detail)
+	require.Empty(t, p.Errors)
+
+	_, err = d.client(client.WithAPIKey("k-3")).IngestBatchWithResponse(ctx, nil, client.BatchInputBody{Events: []client.EventIn{event("evt-1")}})
+	p = requireProblem(t, err, http.StatusUnauthorized)
+	require.Equal(t, "missing or unknown X-API-Key", p.Detail)
+
+	r, err := d.client(client.WithAPIKey("k-2")).IngestEventWithResponse(ctx, nil, event("evt-1"))
+	require.NoError(t, err)
+	require.Equal(t, http.StatusAccepted, r.StatusCode())
+
+	key := "k-1"
+	r, err = d.client(client.WithAPIKey("wrong")).IngestEventWithResponse(ctx, &client.IngestEventParams{XAPIKey: &key}, event("evt-2"))
+	require.NoError(t, err, "the request's own X-API-Key wins over the option's")
+	require.Equal(t, http.StatusAccepted, r.StatusCode())
+}
+
+func TestIngestEvent_SignedWithTheHMACSecretWhenConfigured(t *testing.T) {
+	t.Parallel()
+	d := newDaybook(t, api.Config{HMACSecret: "s3cret"})
+	ctx := t.Context()
+
+	_, err := d.client(client.WithHMACSecret("wrong")).IngestEventWithResponse(ctx, nil, event("evt-1"))
+	p := requireProblem(t, err, http.StatusUnauthorized)
+	require.Equal(t, "missing or wrong X-Signature (want sha256=<hex HMAC-SHA256 of the body>)", p.Detail)
+
+	signed := d.client(client.WithHMACSecret("s3cret"))
+	r, err := signed.IngestEventWithResponse(ctx, nil, event("evt-1"))
+	require.NoError(t, err)
+	require.Equal(t, http.StatusAccepted, r.StatusCode())
+	b, err := signed.IngestBatchWithResponse(ctx, nil, client.BatchInputBody{Events: []client.EventIn{event("evt-2")}})
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, b.StatusCode())
+}
+
+func TestListDeadLetters_AdminTokenRequiredWhenConfigured(t *testing.T) {
+	t.Parallel()
+	d := newDaybook(t, api.Config{AdminToken: "adm-1"})
+	ctx := t.Context()
+
+	_, err := d.client(client.WithAdminToken("nope")).ListDeadLettersWithResponse(ctx, nil)
+	p := requireProblem(t, err, http.StatusUnauthorized)
+	require.Equal(t, `Bearer realm="daybook-admin"`, p.Header.Get("WWW-Authenticate"))
+
+	r, err := d.client(client.WithAdminToken("adm-1")).ListDeadLettersWithResponse(ctx, nil)
+	require.NoError(t, err)
+	require.NotNil(t, r.JSON200, "body: %s", r.Body)
+	require.Empty(t, r.JSON200.Items)
+	require.Nil(t, r.JSON200.NextCursor)
+}
+
+func TestGetEvent_UnknownIDIsA404Problem(t *testing.T) {
+	t.Parallel()
+	c := newDaybook(t, api.Config{}).client()
+	id := uuid.MustParse("01a22516-0000-7000-8000-000000000001")
+
+	_, err := c.GetEventWithResponse(t.Context(), id)
+
+	p := requireProblem(t, err, http.StatusNotFound)
+	require.Equal(t, "no event with id "+id.String(), p.Detail)
+}
+
+// ledgerFixture is an external account (allow_negative) and two customer accounts, one funded.
+type ledgerFixture struct {
+	c                   *client.ClientWithResponses
+	world, alice, bobby uuid.UUID
+}
+
+func newLedgerFixture(t *testing.T, fund string) ledgerFixture {
+	t.Helper()
+	c := newDaybook(t, api.Config{}).client()
+	open := func(name string, allowNegative bool) uuid.UUID {
+		r, err := c.CreateAccountWithResponse(t.Context(), client.CreateAccountInputBody{Name: name, AllowNegative: &allowNegative})
+		require.NoError(t, err)
+		require.Equal(t, http.StatusCreated, r.StatusCode())
+		require.NotNil(t, r.JSON201, "body: %s", r.Body)
+		a := *r.JSON201
+		require.Equal(t, client.AccountOut{
+			ID: a.ID, Name: name, Currency: "USD", AllowNegative: allowNegative, Balance: "0.0000", Version: 1, CreatedAt: a.CreatedAt,
+		}, a)
+		return uuid.MustParse(a.ID)
+	}
+	f := ledgerFixture{c: c, world: open("world", true), alice: open("alice", false), bobby: open("bobby", false)}
+	r, err := f.transfer(t, f.world, f.alice, fund, "fund-alice")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusCreated, r.StatusCode())
+	return f
+}
+
+func (f ledgerFixture) transfer(t *testing.T, from, to uuid.UUID, amount, key string) (*client.CreateTransferResponse, error) {
+	t.Helper()
+	return f.c.CreateTransferWithResponse(t.Context(), nil, client.TransferInputBody{
+		FromAccountID: from, ToAccountID: to, Amount: amount, IdempotencyKey: &key,
+	})
+}
+
+func (f ledgerFixture) balance(t *testing.T, id uuid.UUID) string {
+	t.Helper()
+	r, err := f.c.GetAccountWithResponse(t.Context(), id)
+	require.NoError(t, err)
+	require.NotNil(t, r.JSON200, "body: %s", r.Body)
+	return r.JSON200.Balance
+}
+
+func TestCreateTransfer_Answers201ThenTheOriginalWith200ForTheSameKey(t *testing.T) {
+	t.Parallel()
+	f := newLedgerFixture(t, "100.00")
+
+	first, err := f.transfer(t, f.alice, f.bobby, "30.50", "t-1")
+
+	require.NoError(t, err)
+	require.Equal(t, http.StatusCreated, first.StatusCode())
+	require.NotNil(t, first.JSON201, "body: %s", first.Body)
+	tr := *first.JSON201
+	require.Equal(t, client.TransferOut{
+		ID: tr.ID, FromAccountID: f.alice.String(), ToAccountID: f.bobby.String(), Amount: "30.5000", Currency: "USD",
+		Status: client.TransferOutStatusCOMPLETED, IdempotencyKey: "t-1", CreatedAt: tr.CreatedAt,
+	}, tr)
+
+	again, err := f.transfer(t, f.alice, f.bobby, "30.50", "t-1")
+
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, again.StatusCode())
+	require.NotNil(t, again.JSON200, "body: %s", again.Body)
+	require.Equal(t, tr.ID, again.JSON200.ID)
+	require.Equal(t, "69.5000", f.balance(t, f.alice), "moved once")
+	require.Equal(t, "30.5000", f.balance(t, f.bobby))
+
+	got, err := f.c.GetTransferWithResponse(t.Context(), uuid.MustParse(tr.ID))
+	require.NoError(t, err)
+	require.NotNil(t, got.JSON200, "body: %s", got.Body)
+	require.Equal(t, tr.ID, got.JSON200.ID)
+	require.Equal(t, "30.5000", got.JSON200.Amount)
+}
+
+func TestCreateTransfer_InsufficientFundsIsA422ProblemAndMovesNothing(t *testing.T) {
+	t.Parallel()
+	f := newLedgerFixture(t, "10.00")
+
+	r, err := f.transfer(t, f.alice, f.bobby, "10.0001", "t-over")
+
+	require.Nil(t, r)
+	p := requireProblem(t, err, http.StatusUnprocessableEntity)
+	require.Equal(t, "/problems/insufficient-funds", p.Type)
+	require.True(t, p.HasType(client.TypeInsufficientFunds))
+	require.False(t, p.HasType("funds"))
+	require.Equal(t, "the debited account does not hold enough money; nothing was written", p.Detail)
+	require.Empty(t, p.Errors)
+	require.Equal(t, "10.0000", f.balance(t, f.alice))
+	require.Equal(t, "0.0000", f.balance(t, f.bobby))
+}
+
+func TestCreateTransfer_MalformedAmountIsA422ProblemNamingTheField(t *testing.T) {
+	t.Parallel()
+	f := newLedgerFixture(t, "10.00")
+
+	_, err := f.transfer(t, f.alice, f.bobby, "1.23456", "t-bad")
+
+	p := requireProblem(t, err, http.StatusUnprocessableEntity)
+	require.False(t, p.HasType(client.TypeInsufficientFunds))
+	require.Equal(t, []client.ProblemError{{
+		Location: "body.amount",
+		Message:  `amount must be a decimal string greater than 0 with at most 4 places, such as "100.50"`,
+		Value:    "1.23456",
+	}}, p.Errors)
+	require.Equal(t, "10.0000", f.balance(t, f.alice))
+}
+
+func TestCreateTransfer_SameKeyWithAnotherBodyIsA409Problem(t *testing.T) {
+	t.Parallel()
+	f := newLedgerFixture(t, "10.00")
+
+	_, err := f.transfer(t, f.alice, f.bobby, "1.00", "fund-alice")
+
+	p := requireProblem(t, err, http.StatusConflict)
+	require.Equal(t, "this idempotency key was used for a different request", p.Detail)
+}

@@ -1,0 +1,237 @@
+// Package intake admits ingested events when the work queue is SQS. The Redis
+// gate is then only the fast path: it rate-limits, answers duplicates and sets
+// the pending markers (gate.ReserveBatch), and the event is sent to SQS. When
+// Redis cannot answer, intake fails open: the event is sent without a rate
+// limit or fast duplicate check (counted and logged by the caller's
+// OnFailOpen), and duplicates are caught exactly by Postgres: a key already
+// stored is answered as a duplicate here, and one that races is stored once by
+// the worker (UNIQUE idempotency_key).
+//
+// It imports the gate, watermill's message type and the standard library; it
+// knows nothing of HTTP or of how the worker consumes.
+package intake
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+
+	"github.com/daybook/daybook/breaker"
+	"github.com/daybook/daybook/gate"
+)
+
+// KeyLookup finds stored events by idempotency key (ingest.Store).
+type KeyLookup interface {
+	IDsByKeys(ctx context.Context, keys []string) (map[string]uuid.UUID, error)
+}
+
+// Config configures an Intake.
+type Config struct {
+	// Topic is the publisher's name for the work queue (the SQS queue name).
+	Topic string
+	// PublishParallelMax bounds the sends of one batch in flight at once; default 16.
+	PublishParallelMax int
+	// OnFailOpen is told how many events were admitted without Redis, and why.
+	OnFailOpen func(events int, cause error)
+	// RedisBreaker, when set, is opened by a Redis failure (if its probe
+	// confirms the outage); while it is open events skip Redis altogether,
+	// so that an outage costs requests no time. It closes when Redis answers.
+	RedisBreaker *breaker.Breaker
+	// OnReleaseError is told when reserved keys of unsent events could not be
+	// freed (their retries would be taken for duplicates until the keys expire).
+	OnReleaseError func(err error)
+}
+
+// Intake implements the API's admission on SQS. Safe for concurrent use.
+type Intake struct {
+	gate   *gate.Gate
+	pub    message.Publisher
+	stored KeyLookup
+	cfg    Config
+}
+
+// releaseAttempts bounds the retries of a failed Release.
+const releaseAttempts = 3
+
+// New returns an Intake reserving on g, sending with pub, and looking keys up in stored.
+func New(g *gate.Gate, pub message.Publisher, stored KeyLookup, cfg Config) (*Intake, error) {
+	if g == nil || pub == nil || stored == nil {
+		return nil, errors.New("new intake: gate, publisher and key lookup are required")
+	}
+	if cfg.Topic == "" {
+		return nil, errors.New("new intake: topic is required")
+	}
+	if cfg.PublishParallelMax == 0 {
+		cfg.PublishParallelMax = 16
+	}
+	if cfg.PublishParallelMax < 0 {
+		return nil, fmt.Errorf("new intake: PublishParallelMax %d", cfg.PublishParallelMax)
+	}
+	return &Intake{gate: g, pub: pub, stored: stored, cfg: cfg}, nil
+}
+
+// Admit admits one event; see AdmitBatch.
+func (in *Intake) Admit(ctx context.Context, a gate.Admission) (gate.Result, error) {
+	results, err := in.AdmitBatch(ctx, []gate.Admission{a})
+	if err != nil {
+		return gate.Result{}, err
+	}
+	return results[0], nil
+}
+
+// AdmitBatch has gate.Gate.AdmitBatch's contract, with SQS as the queue:
+// one Result per item; an item SQS refused is NotAdmitted (its reservation
+// released) and the error wraps gate.ErrEnqueue. Items are sent in parallel, so
+// items after a refused one may be on the queue: a client retrying the batch
+// gets them back as duplicates.
+func (in *Intake) AdmitBatch(ctx context.Context, batch []gate.Admission) ([]gate.Result, error) {
+	results, err := in.reserve(ctx, batch)
+	reserved := err == nil
+	switch {
+	case errors.Is(err, gate.ErrRedis):
+		results = in.admitWithoutRedis(ctx, batch)
+		if in.cfg.OnFailOpen != nil {
+			in.cfg.OnFailOpen(len(batch), err)
+		}
+	case err != nil:
+		return nil, err
+	}
+
+	var send []int
+	for i, r := range results {
+		if r.Outcome == gate.Accepted {
+			send = append(send, i)
+		}
+	}
+	failed := in.send(batch, send)
+	if len(failed) == 0 {
+		return results, nil
+	}
+	var unsent []gate.Admission
+	var first error
+	for _, i := range send {
+		if err, ok := failed[i]; ok {
+			results[i] = gate.Result{Outcome: gate.NotAdmitted}
+			unsent = append(unsent, batch[i])
+			if first == nil {
+				first = fmt.Errorf("%w: item %d: %w", gate.ErrEnqueue, i, err)
+			}
+		}
+	}
+	if reserved {
+		in.release(unsent)
+	}
+	return results, first
+}
+
+// reserve is the gate's ReserveBatch unless the breaker knows Redis is down.
+func (in *Intake) reserve(ctx context.Context, batch []gate.Admission) ([]gate.Result, error) {
+	b := in.cfg.RedisBreaker
+	if b != nil && b.State() == breaker.Open {
+		return nil, fmt.Errorf("%w: circuit breaker open", gate.ErrRedis)
+	}
+	results, err := in.gate.ReserveBatch(ctx, batch)
+	if b != nil && errors.Is(err, gate.ErrRedis) {
+		b.Check(ctx, err)
+	}
+	return results, err
+}
+
+// admitWithoutRedis answers what Redis would have from Postgres: stored keys
+// are duplicates, and so is a key repeated within the batch. The lookup is
+// best effort: if Postgres cannot answer either, every event is sent and the
+// worker's UNIQUE constraint keeps one per key.
+func (in *Intake) admitWithoutRedis(ctx context.Context, batch []gate.Admission) []gate.Result {
+	keys := make([]string, len(batch))
+	for i, a := range batch {
+		keys[i] = a.IdempotencyKey
+	}
+	stored, err := in.stored.IDsByKeys(ctx, keys)
+	if err != nil {
+		stored = nil
+	}
+	results := make([]gate.Result, len(batch))
+	first := make(map[string]string, len(batch))
+	for i, a := range batch {
+		if id, ok := stored[a.IdempotencyKey]; ok {
+			results[i] = gate.Result{Outcome: gate.Duplicate, EventID: id.String()}
+			continue
+		}
+		if id, ok := first[a.IdempotencyKey]; ok {
+			results[i] = gate.Result{Outcome: gate.Duplicate, EventID: id}
+			continue
+		}
+		first[a.IdempotencyKey] = a.EventID
+		results[i] = gate.Result{Outcome: gate.Accepted, EventID: a.EventID, StreamID: a.EventID}
+	}
+	return results
+}
+
+// send publishes the listed items, at most PublishParallelMax at a time, and
+// returns the error of each one that failed.
+func (in *Intake) send(batch []gate.Admission, items []int) map[int]error {
+	var (
+		mu     sync.Mutex
+		failed = map[int]error{}
+		wg     sync.WaitGroup
+		slots  = make(chan struct{}, in.cfg.PublishParallelMax)
+	)
+	for _, i := range items {
+		slots <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			msg, err := toMessage(batch[i])
+			if err == nil {
+				err = in.pub.Publish(in.cfg.Topic, msg)
+			}
+			if err != nil {
+				mu.Lock()
+				failed[i] = err
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return failed
+}
+
+// release frees the reservations of unsent events, retrying a few times:
+// a key left behind would answer Duplicate to the client's retry of an event
+// that was never queued.
+func (in *Intake) release(unsent []gate.Admission) {
+	var err error
+	for attempt := range releaseAttempts {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err = in.gate.Release(ctx, unsent)
+		cancel()
+		if err == nil {
+			return
+		}
+		time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
+	}
+	if in.cfg.OnReleaseError != nil {
+		in.cfg.OnReleaseError(err)
+	}
+}
+
+// Pending is the gate's pending marker of an event.
+func (in *Intake) Pending(ctx context.Context, eventID string) (map[string]string, bool, error) {
+	return in.gate.Pending(ctx, eventID)
+}
+
+func toMessage(a gate.Admission) (*message.Message, error) {
+	msg := message.NewMessage(a.MessageUUID, a.Payload)
+	if a.MetadataJSON != "" {
+		if err := json.Unmarshal([]byte(a.MetadataJSON), &msg.Metadata); err != nil {
+			return nil, fmt.Errorf("metadata of %s: %w", a.EventID, err)
+		}
+	}
+	return msg, nil
+}

@@ -1,0 +1,76 @@
+// Package testsqs gives tests SQS queues of their own on moto_server, so that
+// tests using SQS can run side by side and in CI, which starts moto with
+// scripts/services.sh --moto. It never skips: without moto the test fails.
+package testsqs
+
+import (
+	"context"
+	"crypto/rand"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/stretchr/testify/require"
+
+	"github.com/daybook/daybook/queue"
+)
+
+// Endpoint is where moto_server listens: AWS_ENDPOINT_URL, else 127.0.0.1:4566.
+func Endpoint() string {
+	if e := os.Getenv("AWS_ENDPOINT_URL"); e != "" {
+		return e
+	}
+	return "http://127.0.0.1:4566"
+}
+
+// AWSConfig is an SDK configuration for moto built without touching the
+// environment (tests using it can run in parallel).
+func AWSConfig(tb testing.TB) aws.Config {
+	tb.Helper()
+	endpoint := Endpoint()
+	d := net.Dialer{Timeout: 2 * time.Second}
+	conn, err := d.DialContext(context.Background(), "tcp", strings.TrimPrefix(endpoint, "http://"))
+	require.NoErrorf(tb, err, "moto_server is not reachable at %s: start it with `scripts/services.sh --moto`", endpoint)
+	require.NoError(tb, conn.Close())
+	return aws.Config{
+		Region:       "us-east-1",
+		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
+		BaseEndpoint: aws.String(endpoint),
+	}
+}
+
+// Config is an SQSConfig with queue names of the test's own (created on
+// open, deleted when the test ends) and the given visibility timeout (0 = default).
+func Config(tb testing.TB, visibility time.Duration) queue.SQSConfig {
+	tb.Helper()
+	cfg := AWSConfig(tb)
+	name := "daybook-test-" + strings.ToLower(rand.Text()[:12])
+	c := queue.SQSConfig{
+		Queue: name, DeadQueue: name + "-dlq", VisibilityTimeout: visibility, Create: true, AWS: &cfg,
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		client := sqs.NewFromConfig(cfg)
+		for _, q := range []string{c.Queue, c.DeadQueue} {
+			if out, err := client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(q)}); err == nil {
+				_, _ = client.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: out.QueueUrl})
+			}
+		}
+	})
+	return c
+}
+
+// Open opens the transport on fresh queues of the test's own.
+func Open(tb testing.TB, visibility time.Duration) *queue.SQS {
+	tb.Helper()
+	s, err := queue.OpenSQS(context.Background(), Config(tb, visibility))
+	require.NoError(tb, err)
+	tb.Cleanup(s.Close)
+	return s
+}

@@ -1,0 +1,458 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wmsqs "github.com/ThreeDotsLabs/watermill-aws/sqs"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+)
+
+// Names of the SQS queues on the outside contract (DESIGN.md); dots are not
+// allowed in SQS queue names.
+const (
+	SQSQueueDefault     = "daybook-events"
+	SQSDeadQueueDefault = "daybook-events-dlq"
+	// SQSMaxReceiveCount is the redrive policy's maxReceiveCount: after this
+	// many receives without a delete, SQS moves a message to the DLQ.
+	SQSMaxReceiveCount = 5
+)
+
+// Message attributes of the SQS layout: the body is the payload, and the
+// watermill uuid and metadata travel as two string attributes, so that any
+// amount of metadata fits SQS's limit of 10 attributes.
+const (
+	sqsAttrUUID     = "uuid"
+	sqsAttrMetadata = "metadata"
+)
+
+// Metadata the SQS subscriber sets on each received message. Keys with the
+// prefix MetaSQSPrefix describe one delivery and are never sent again.
+const (
+	MetaSQSPrefix        = "sqs."
+	MetaSQSReceiptHandle = "sqs.receipt_handle"
+	MetaSQSQueueURL      = "sqs.queue_url"
+	// MetaSQSReceiveCount is SQS's ApproximateReceiveCount of this delivery.
+	MetaSQSReceiveCount = "sqs.receive_count"
+)
+
+// Timeouts of SQS calls. A receive long-polls for sqsWaitTime, so its HTTP
+// timeout must exceed that; a send must fail fast enough for the API to
+// answer 503 within a client's patience.
+const (
+	sqsWaitTime          = 10 * time.Second
+	sqsReceiveTimeout    = sqsWaitTime + 10*time.Second
+	sqsCallTimeout       = 5 * time.Second
+	sqsReconnectSleep    = time.Second
+	sqsVisibilityDefault = 30 * time.Second
+)
+
+// SQSConfig configures the SQS transport.
+type SQSConfig struct {
+	// Queue and DeadQueue are the names of the work queue and its DLQ.
+	Queue     string
+	DeadQueue string
+	// VisibilityTimeout is how long a received message stays invisible; the
+	// worker extends it while it handles the message (KeepInvisible), so it
+	// only bounds how soon a crashed worker's message is delivered again.
+	VisibilityTimeout time.Duration
+	// Create creates both queues (with the redrive policy) when missing; for
+	// emulators and tests. In production Terraform owns them.
+	Create bool
+	// AWS is the SDK configuration; zero means the default chain (AWS_REGION,
+	// credentials, AWS_ENDPOINT_URL).
+	AWS *aws.Config
+}
+
+func (c *SQSConfig) setDefaults() {
+	if c.Queue == "" {
+		c.Queue = SQSQueueDefault
+	}
+	if c.DeadQueue == "" {
+		c.DeadQueue = SQSDeadQueueDefault
+	}
+	if c.VisibilityTimeout == 0 {
+		c.VisibilityTimeout = sqsVisibilityDefault
+	}
+}
+
+// Validate reports whether c, with defaults applied, can be used.
+func (c SQSConfig) Validate() error {
+	switch {
+	case c.Queue == c.DeadQueue:
+		return fmt.Errorf("sqs: queue and dead-letter queue are both %q", c.Queue)
+	case c.VisibilityTimeout < 3*time.Second || c.VisibilityTimeout > 12*time.Hour:
+		return fmt.Errorf("sqs: visibility timeout %v: must be within 3s..12h", c.VisibilityTimeout)
+	}
+	return nil
+}
+
+// SQS is the production transport of ingested events: the work queue, its
+// dead-letter queue, and the clients to reach them.
+type SQS struct {
+	cfg     SQSConfig
+	send    aws.Config // short HTTP timeout: publishes, attributes, visibility
+	receive aws.Config // long-poll receives
+	client  *sqs.Client
+	// visibility is VisibilityTimeout in the seconds SQS takes.
+	visibility int32
+	queueURL   string
+	deadURL    string
+	closeIdle  []func()
+}
+
+// OpenSQS connects to SQS and resolves both queues (creating them first when
+// cfg.Create is set). It fails when a queue does not exist, naming it.
+func OpenSQS(ctx context.Context, cfg SQSConfig) (*SQS, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	base := cfg.AWS
+	if base == nil {
+		loaded, err := awsconfig.LoadDefaultConfig(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("sqs: aws config: %w", err)
+		}
+		base = &loaded
+	}
+	s := &SQS{cfg: cfg, visibility: int32(cfg.VisibilityTimeout / time.Second)} //nolint:gosec // G115: Validate bounds it to 12h
+	s.send = s.withTimeout(*base, sqsCallTimeout)
+	s.receive = s.withTimeout(*base, sqsReceiveTimeout)
+	s.client = sqs.NewFromConfig(s.send)
+	if cfg.Create {
+		if err := s.create(ctx); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	var err error
+	if s.queueURL, err = s.url(ctx, cfg.Queue); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if s.deadURL, err = s.url(ctx, cfg.DeadQueue); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// withTimeout gives cfg an HTTP client of its own with an overall timeout.
+func (s *SQS) withTimeout(cfg aws.Config, timeout time.Duration) aws.Config {
+	client := awshttp.NewBuildableClient().WithTimeout(timeout)
+	s.closeIdle = append(s.closeIdle, func() { client.GetTransport().CloseIdleConnections() })
+	cfg.HTTPClient = client
+	return cfg
+}
+
+// Close releases idle connections.
+func (s *SQS) Close() {
+	for _, f := range s.closeIdle {
+		f()
+	}
+}
+
+// Queue is the work queue's name (the topic publishers and subscribers use).
+func (s *SQS) Queue() string { return s.cfg.Queue }
+
+// DeadQueue is the dead-letter queue's name.
+func (s *SQS) DeadQueue() string { return s.cfg.DeadQueue }
+
+func (s *SQS) url(ctx context.Context, name string) (string, error) {
+	out, err := s.client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
+	var missing *types.QueueDoesNotExist
+	if errors.As(err, &missing) {
+		return "", fmt.Errorf("sqs queue %q does not exist: create it with terraform/ (or set DAYBOOK_SQS_CREATE_QUEUES=true against an emulator)", name)
+	}
+	if err != nil {
+		return "", fmt.Errorf("sqs queue %q: %w", name, err)
+	}
+	return aws.ToString(out.QueueUrl), nil
+}
+
+// create makes the DLQ, then the work queue redriving to it after
+// SQSMaxReceiveCount receives. CreateQueue is idempotent for equal attributes.
+func (s *SQS) create(ctx context.Context) error {
+	visibility := strconv.Itoa(int(s.cfg.VisibilityTimeout / time.Second))
+	dead, err := s.client.CreateQueue(ctx, &sqs.CreateQueueInput{
+		QueueName:  aws.String(s.cfg.DeadQueue),
+		Attributes: map[string]string{"MessageRetentionPeriod": "1209600", "VisibilityTimeout": visibility},
+	})
+	if err != nil {
+		return fmt.Errorf("create sqs queue %q: %w", s.cfg.DeadQueue, err)
+	}
+	attrs, err := s.client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl: dead.QueueUrl, AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn},
+	})
+	if err != nil {
+		return fmt.Errorf("sqs queue %q arn: %w", s.cfg.DeadQueue, err)
+	}
+	redrive, _ := json.Marshal(map[string]string{
+		"deadLetterTargetArn": attrs.Attributes[string(types.QueueAttributeNameQueueArn)],
+		"maxReceiveCount":     strconv.Itoa(SQSMaxReceiveCount),
+	})
+	if _, err := s.client.CreateQueue(ctx, &sqs.CreateQueueInput{
+		QueueName:  aws.String(s.cfg.Queue),
+		Attributes: map[string]string{"RedrivePolicy": string(redrive), "VisibilityTimeout": visibility},
+	}); err != nil {
+		return fmt.Errorf("create sqs queue %q: %w", s.cfg.Queue, err)
+	}
+	return nil
+}
+
+// Ready checks that the work queue answers.
+func (s *SQS) Ready(ctx context.Context) error {
+	_, err := s.depth(ctx, s.queueURL)
+	return err
+}
+
+// Depth is the work queue's messages waiting plus those in flight
+// (ApproximateNumberOfMessages + ApproximateNumberOfMessagesNotVisible).
+func (s *SQS) Depth(ctx context.Context) (int64, error) { return s.depth(ctx, s.queueURL) }
+
+// DeadDepth is the same for the dead-letter queue.
+func (s *SQS) DeadDepth(ctx context.Context) (int64, error) { return s.depth(ctx, s.deadURL) }
+
+func (s *SQS) depth(ctx context.Context, url string) (int64, error) {
+	out, err := s.client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl: aws.String(url),
+		AttributeNames: []types.QueueAttributeName{
+			types.QueueAttributeNameApproximateNumberOfMessages,
+			types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+		},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("sqs attributes of %s: %w", url, err)
+	}
+	var total int64
+	for _, name := range []types.QueueAttributeName{
+		types.QueueAttributeNameApproximateNumberOfMessages,
+		types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+	} {
+		n, err := strconv.ParseInt(out.Attributes[string(name)], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("sqs attribute %s of %s: %w", name, url, err)
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// NewPublisher publishes to the queues by name (the topic is the queue name).
+// It never creates queues: a missing queue is an error, not a new empty queue.
+func (s *SQS) NewPublisher(logger watermill.LoggerAdapter) (message.Publisher, error) {
+	if logger == nil {
+		logger = watermill.NopLogger{} // watermill-aws's publisher does not default it
+	}
+	pub, err := wmsqs.NewPublisher(wmsqs.PublisherConfig{
+		AWSConfig:                   s.send,
+		DoNotCreateQueueIfNotExists: true,
+		Marshaler:                   SQSMarshaler{},
+	}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("sqs publisher: %w", err)
+	}
+	return pub, nil
+}
+
+// NewSubscriber consumes queue (the work queue or the DLQ) with workers
+// receive loops, each holding one message at a time: watermill-aws stops a
+// received batch at the first nack, leaving the rest invisible until the
+// visibility timeout, so receiving one message per call keeps nacks cheap.
+func (s *SQS) NewSubscriber(queue string, workers int, logger watermill.LoggerAdapter) (message.Subscriber, error) {
+	url := s.queueURL
+	if queue == s.cfg.DeadQueue {
+		url = s.deadURL
+	} else if queue != s.cfg.Queue {
+		return nil, fmt.Errorf("sqs subscriber: unknown queue %q", queue)
+	}
+	sub, err := wmsqs.NewSubscriber(wmsqs.SubscriberConfig{
+		AWSConfig:                   s.receive,
+		DoNotCreateQueueIfNotExists: true,
+		ReconnectRetrySleep:         sqsReconnectSleep,
+		ConsumeWorkers:              workers,
+		Unmarshaler:                 SQSUnmarshaler{QueueURL: url},
+		GenerateReceiveMessageInput: func(_ context.Context, queueURL wmsqs.QueueURL) (*sqs.ReceiveMessageInput, error) {
+			return &sqs.ReceiveMessageInput{
+				QueueUrl:                    aws.String(string(queueURL)),
+				MessageAttributeNames:       []string{"All"},
+				MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
+				WaitTimeSeconds:             int32(sqsWaitTime / time.Second),
+				MaxNumberOfMessages:         1,
+				VisibilityTimeout:           s.visibility,
+			}, nil
+		},
+	}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("sqs subscriber %s: %w", queue, err)
+	}
+	return sub, nil
+}
+
+// KeepInvisible extends the visibility timeout of a received message every
+// third of it until stop is called, so that a message handled for longer than
+// the timeout (retries with backoff, a pause while Postgres is down) is not
+// delivered to a second consumer meanwhile, nor counted as a receive towards
+// the redrive. Messages that did not come from SQS are left alone.
+func (s *SQS) KeepInvisible(msg *message.Message, onError func(error)) (stop func()) {
+	handle, url := msg.Metadata.Get(MetaSQSReceiptHandle), msg.Metadata.Get(MetaSQSQueueURL)
+	if handle == "" || url == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(s.cfg.VisibilityTimeout / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), sqsCallTimeout)
+			_, err := s.client.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+				QueueUrl: aws.String(url), ReceiptHandle: aws.String(handle),
+				VisibilityTimeout: s.visibility,
+			})
+			cancel()
+			if err != nil && onError != nil {
+				onError(err)
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// MakeVisible ends the invisibility of a received message that the consumer
+// gives back, so that it is delivered again at once rather than after the
+// visibility timeout.
+func (s *SQS) MakeVisible(msg *message.Message) error {
+	handle, url := msg.Metadata.Get(MetaSQSReceiptHandle), msg.Metadata.Get(MetaSQSQueueURL)
+	if handle == "" || url == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sqsCallTimeout)
+	defer cancel()
+	if _, err := s.client.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+		QueueUrl: aws.String(url), ReceiptHandle: aws.String(handle), VisibilityTimeout: 0,
+	}); err != nil {
+		return fmt.Errorf("make sqs message visible: %w", err)
+	}
+	return nil
+}
+
+// SQSMarshaler writes the SQS layout.
+type SQSMarshaler struct{}
+
+// Marshal implements wmsqs.Marshaler.
+func (SQSMarshaler) Marshal(msg *message.Message) (*types.Message, error) {
+	md := make(map[string]string, len(msg.Metadata))
+	for k, v := range msg.Metadata {
+		if !strings.HasPrefix(k, MetaSQSPrefix) {
+			md[k] = v
+		}
+	}
+	encoded, err := json.Marshal(md)
+	if err != nil {
+		return nil, fmt.Errorf("encode metadata: %w", err)
+	}
+	return &types.Message{
+		Body: aws.String(string(msg.Payload)),
+		MessageAttributes: map[string]types.MessageAttributeValue{
+			sqsAttrUUID:     {DataType: aws.String("String"), StringValue: aws.String(msg.UUID)},
+			sqsAttrMetadata: {DataType: aws.String("String"), StringValue: aws.String(string(encoded))},
+		},
+	}, nil
+}
+
+// SQSUnmarshaler reads the SQS layout. Like Marshaller.Unmarshal it never
+// fails: watermill-aws drops the rest of a receive on an unmarshal error and
+// leaves the message to be received again until SQS redrives it, so a
+// malformed message becomes one flagged with MetaDecodeError, which the
+// handler dead-letters at once. It records the delivery (receipt handle,
+// queue URL, receive count) in metadata for KeepInvisible and dead letters.
+type SQSUnmarshaler struct {
+	QueueURL string
+}
+
+// Unmarshal implements wmsqs.Unmarshaler.
+func (u SQSUnmarshaler) Unmarshal(m *types.Message) (*message.Message, error) {
+	id, problem := "", ""
+	if attr, ok := m.MessageAttributes[sqsAttrUUID]; ok && attr.StringValue != nil {
+		id = *attr.StringValue
+	}
+	if id == "" {
+		// Not sent by Daybook (or by hand): the SQS message id is stable across redeliveries.
+		id = aws.ToString(m.MessageId)
+		if id == "" {
+			id = watermill.NewUUID()
+		}
+	}
+	msg := message.NewMessage(id, []byte(aws.ToString(m.Body)))
+	if attr, ok := m.MessageAttributes[sqsAttrMetadata]; ok && attr.StringValue != nil {
+		md := map[string]string{}
+		if err := json.Unmarshal([]byte(*attr.StringValue), &md); err != nil {
+			problem = "sqs message metadata is not a JSON object of strings"
+		}
+		for k, v := range md {
+			msg.Metadata.Set(k, v)
+		}
+	}
+	if m.Body == nil {
+		problem = "sqs message has no body"
+	}
+	if problem != "" {
+		msg.Metadata.Set(MetaDecodeError, problem)
+	}
+	msg.Metadata.Set(MetaSQSReceiptHandle, aws.ToString(m.ReceiptHandle))
+	msg.Metadata.Set(MetaSQSQueueURL, u.QueueURL)
+	if n := m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)]; n != "" {
+		msg.Metadata.Set(MetaSQSReceiveCount, n)
+	}
+	return msg, nil
+}
+
+// Route is where Routed sends one topic.
+type Route struct {
+	Pub   message.Publisher
+	Topic string
+}
+
+// Routed sends each topic listed in Routes to its publisher under its name
+// there, and any other topic to Default. In SQS mode the work topic goes to
+// SQS while the event log stays on Redis Streams; letters and replays keep
+// naming the logical topic whichever transport carries it.
+type Routed struct {
+	Routes  map[string]Route
+	Default message.Publisher
+}
+
+// Publish implements message.Publisher.
+func (r Routed) Publish(topic string, msgs ...*message.Message) error {
+	if route, ok := r.Routes[topic]; ok {
+		return route.Pub.Publish(route.Topic, msgs...)
+	}
+	if r.Default == nil {
+		return fmt.Errorf("no publisher for topic %q", topic)
+	}
+	return r.Default.Publish(topic, msgs...)
+}
+
+// Close implements message.Publisher; the routed publishers belong to the caller.
+func (r Routed) Close() error { return nil }
