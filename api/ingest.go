@@ -75,6 +75,7 @@ func (s *Server) registerIngest() {
 		Description:   "202 when the event is durably on the queue; 200 with duplicate=true when its idempotency key was seen before.",
 		MaxBodyBytes:  EventBodyBytesMax + 1,
 		DefaultStatus: http.StatusAccepted,
+		Responses:     s.okForRepeat(IngestResult{}, "OK: a duplicate; the original event's id and status"),
 		Errors:        []int{400, 401, 413, 422, 429, 503},
 		Security:      []map[string][]string{{"apiKey": {}}},
 	}, s.ingestOne)

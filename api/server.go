@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strconv"
 	"time"
 
@@ -66,6 +67,17 @@ type Server struct {
 	cfg     Config
 	api     huma.API
 	handler http.Handler
+}
+
+// okForRepeat declares the 200 an idempotent create answers when its key is
+// repeated, with the body type of its default status; huma documents only the
+// default status of an operation by itself.
+func (s *Server) okForRepeat(body any, description string) map[string]*huma.Response {
+	schema := s.api.OpenAPI().Components.Schemas.Schema(reflect.TypeOf(body), true, "")
+	return map[string]*huma.Response{"200": {
+		Description: description,
+		Content:     map[string]*huma.MediaType{"application/json": {Schema: schema}},
+	}}
 }
 
 // Limits of the HTTP contract.

@@ -4,10 +4,10 @@ data "aws_iam_policy_document" "service" {
     sid    = "EventsQueues"
     effect = "Allow"
     actions = [
-      "sqs:SendMessage",             # ingest publish, outbox relay, DLQ replay
-      "sqs:ReceiveMessage",          # worker, `daybook dlq list`
-      "sqs:DeleteMessage",           # ack, replay from the DLQ
-      "sqs:ChangeMessageVisibility", # nack / extend while processing
+      "sqs:SendMessage",             # ingest, replay, stuck-event rescue
+      "sqs:ReceiveMessage",          # worker; the DLQ mover
+      "sqs:DeleteMessage",           # ack; the DLQ mover once recorded
+      "sqs:ChangeMessageVisibility", # extend while handling, hand back at shutdown
       "sqs:GetQueueAttributes",      # daybook_queue_depth, daybook_dlq_depth, /ready
       "sqs:GetQueueUrl",             # watermill-aws resolves the queue by name
     ]

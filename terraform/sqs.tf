@@ -1,11 +1,17 @@
-# Visibility timeout: a received message must stay invisible for longer than
-# the worker can spend on it, or a second consumer receives it while the first
-# is still retrying it. With the service defaults the worst case is
-#   DAYBOOK_MAX_ATTEMPTS (5) x DAYBOOK_ATTEMPT_TIMEOUT (5 s)
-#   + backoffs 1 + 2 + 4 + 8 s                      = 40 s
-# (config.Worker.WorstCaseHandling). 60 s matches DAYBOOK_CLAIM_IDLE, the same
-# bound on the Redis Streams side. Raise both together if the worker's
-# timeouts grow; the variable refuses anything at or below 40 s.
+# Visibility timeout: the queue's default for a received message. The worker
+# asks for its own per receive (DAYBOOK_SQS_VISIBILITY_TIMEOUT, 30 s) and
+# extends it every third of that while it handles the message, so retries
+# with backoff (worst case 5 x 5 s + 1 + 2 + 4 + 8 s = 40 s) or a pause while
+# Postgres is down never let a second consumer receive it, nor count towards
+# maxReceiveCount. This default only matters for other consumers (e.g. an
+# operator's aws sqs receive-message); it stays above the worst case anyway.
+#
+# Two dead-letter paths: a message that keeps failing is retried in place
+# and recorded in the dead_letters table (the application's poison queue),
+# then deleted; it never reaches the SQS DLQ. The redrive below catches what
+# the application never acknowledged: maxReceiveCount deliveries whose worker
+# died. The worker moves those into dead_letters as well, so both are listed
+# by GET /admin/dlq and `daybook dlq list` and replayed the same way.
 resource "aws_sqs_queue" "events" {
   name                       = local.queue_name
   visibility_timeout_seconds = var.visibility_timeout_seconds
@@ -24,7 +30,7 @@ resource "aws_sqs_queue" "events" {
 
 resource "aws_sqs_queue" "events_dlq" {
   name = local.dlq_name
-  # Replay (`daybook dlq replay`) reads and deletes here; same bound as above.
+  # The worker's mover receives here and deletes once recorded in dead_letters.
   visibility_timeout_seconds = var.visibility_timeout_seconds
   # Standard queues keep the original enqueue time when a message is
   # dead-lettered, so the DLQ keeps messages for longer than the main queue.
