@@ -152,7 +152,7 @@ func (s *Server) registerLedger() {
 		Summary:       "Move money between two accounts",
 		Description:   "201 when moved; 200 with the original for the same key and body; 409 for the same key with another body; 422 with a problem type ending in insufficient-funds when the money is not there (nothing is written).",
 		DefaultStatus: http.StatusCreated, Errors: []int{404, 409, 422, 503},
-		Responses:     s.okForRepeat(TransferOut{}, "OK: the original transfer, for the same key and body again"),
+		Responses: s.okForRepeat(TransferOut{}, "OK: the original transfer, for the same key and body again"),
 	}, s.createTransfer)
 	huma.Register(s.api, huma.Operation{
 		Security:    public,
@@ -164,7 +164,7 @@ func (s *Server) registerLedger() {
 		OperationID: "reverseTransfer", Method: http.MethodPost, Path: "/transfers/{id}/reversal", Tags: tags,
 		Summary:       "Undo a transfer with a new, opposite transfer",
 		DefaultStatus: http.StatusCreated, Errors: []int{404, 409, 422, 503},
-		Responses:     s.okForRepeat(TransferOut{}, "OK: the original reversal, for the same key again"),
+		Responses: s.okForRepeat(TransferOut{}, "OK: the original reversal, for the same key again"),
 	}, s.reverseTransfer)
 }
 
