@@ -3,6 +3,7 @@ package handlers
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -25,11 +26,16 @@ func (w *Worker) addProjector(router *message.Router, logger watermill.LoggerAda
 	if err != nil {
 		return err
 	}
+	// In SQS mode Redis may be down when the worker starts: the projector
+	// subscribes once it is back rather than stopping the router.
+	eventually := queue.NewEventually(sub, time.Second, func(err error) {
+		w.deps.Logger.Warn("projector cannot subscribe to the event log yet; retrying", "error", err)
+	})
 	chain, err := w.middlewares(logTopic, false)
 	if err != nil {
 		return err
 	}
-	h := router.AddConsumerHandler("projector", logTopic, sub, w.project)
+	h := router.AddConsumerHandler("projector", logTopic, eventually, w.project)
 	h.AddMiddleware(chain...)
 	return nil
 }

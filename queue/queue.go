@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -214,4 +215,71 @@ func HandBackPending(ctx context.Context, client redis.UniversalClient, stream s
 		total += len(pending)
 	}
 	return total, nil
+}
+
+// Eventually subscribes through Sub, retrying every Interval until it
+// succeeds, so that a consumer whose broker is down when the router starts
+// comes up once the broker does instead of stopping the router (the event-log
+// projector on Redis in SQS mode, where Redis may be down). Messages are
+// forwarded as they are: acks and nacks reach Sub's messages directly.
+type Eventually struct {
+	Sub      message.Subscriber
+	Interval time.Duration
+	// OnError is told each failed attempt. Optional.
+	OnError func(error)
+
+	closeOnce sync.Once
+	closing   chan struct{}
+	wg        sync.WaitGroup
+}
+
+// NewEventually wraps sub.
+func NewEventually(sub message.Subscriber, interval time.Duration, onError func(error)) *Eventually {
+	return &Eventually{Sub: sub, Interval: interval, OnError: onError, closing: make(chan struct{})}
+}
+
+// Subscribe implements message.Subscriber; it never fails itself.
+func (e *Eventually) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	out := make(chan *message.Message)
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer close(out)
+		var in <-chan *message.Message
+		for in == nil {
+			ch, err := e.Sub.Subscribe(ctx, topic)
+			if err == nil {
+				in = ch
+				break
+			}
+			if e.OnError != nil {
+				e.OnError(err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-e.closing:
+				return
+			case <-time.After(e.Interval):
+			}
+		}
+		for msg := range in {
+			select {
+			case out <- msg:
+			case <-e.closing:
+				return // unacknowledged: the broker delivers it again
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
+}
+
+// Close closes Sub and waits for the forwarding to end.
+func (e *Eventually) Close() error {
+	e.closeOnce.Do(func() { close(e.closing) })
+	err := e.Sub.Close()
+	e.wg.Wait()
+	return err
 }

@@ -54,20 +54,47 @@ func (r *redisServer) kill() {
 	}
 }
 
+// sqsEnv runs an instance on SQS queues of the test's own, with Redis at redisURL.
+func sqsEnv(t *testing.T, redisURL string) []string {
+	queues := testsqs.Config(t, 0)
+	return []string{
+		"REDIS_URL=" + redisURL, "DAYBOOK_QUEUE=sqs",
+		"DAYBOOK_SQS_QUEUE=" + queues.Queue, "DAYBOOK_SQS_DLQ=" + queues.DeadQueue, "DAYBOOK_SQS_CREATE_QUEUES=true",
+		"DAYBOOK_SQS_CONSUMERS=8",
+		"AWS_ENDPOINT_URL=" + testsqs.Endpoint(), "AWS_REGION=us-east-1",
+		"AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
+	}
+}
+
+// In SQS mode the whole system starts, ingests and processes without Redis.
+func TestRunSQS_StartsAndProcessesWithRedisDownFromTheStart(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	nobody := ln.Addr().String()
+	require.NoError(t, ln.Close()) // nothing listens there now
+	in := newInstance(t, sqsEnv(t, "redis://"+nobody+"/0")...)
+	in.start()
+
+	code, _ := in.ingest(`{"event_id":"k-1","source":"shop","type":"t","payload":{}}`)
+	require.Equal(t, http.StatusAccepted, code)
+	code, _ = in.ingest(`{"event_id":"k-1","source":"shop","type":"t","payload":{}}`)
+	require.Contains(t, []int{http.StatusAccepted, http.StatusOK}, code, "a 202 before the first copy is stored, 200 after")
+	require.Eventually(t, func() bool {
+		return in.count(`SELECT count(*) FROM ingestion_events WHERE idempotency_key = 'k-1' AND status = 'COMPLETED'`) == 1
+	}, 60*time.Second, 100*time.Millisecond, "log:\n%s", in.log)
+	require.Equal(t, 1, in.count(`SELECT count(*) FROM ingestion_events`))
+	require.Equal(t, 1, in.count(`SELECT count(*) FROM event_log WHERE stream_id LIKE 'ingest-%'`))
+	in.sigterm()
+}
+
 // With SQS as the queue, Redis is only the fast path: killed mid-run, the
 // API keeps accepting (no 5xx), answers duplicates of stored events from
 // Postgres, and every accepted key is stored and processed exactly once.
 func TestRunSQS_RedisKilledMidRunIngestionFailsOpenAndNothingIsDoubled(t *testing.T) {
 	t.Parallel()
 	redis := startRedisServer(t)
-	queues := testsqs.Config(t, 0)
-	in := newInstance(t,
-		"REDIS_URL="+redis.url, "DAYBOOK_QUEUE=sqs",
-		"DAYBOOK_SQS_QUEUE="+queues.Queue, "DAYBOOK_SQS_DLQ="+queues.DeadQueue, "DAYBOOK_SQS_CREATE_QUEUES=true",
-		"DAYBOOK_SQS_CONSUMERS=8",
-		"AWS_ENDPOINT_URL="+testsqs.Endpoint(), "AWS_REGION=us-east-1",
-		"AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
-	)
+	in := newInstance(t, sqsEnv(t, redis.url)...)
 	in.start()
 
 	body := func(key string) string {
