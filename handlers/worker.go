@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -122,6 +123,10 @@ type Worker struct {
 	breaker   *breaker.Breaker
 	drain     *drainGate
 	coalescer *coalescer
+	// handling holds the uuids of the messages being handled (stream mode).
+	handling sync.Map
+	// subscribed is set once every consumer has subscribed (and so created its group).
+	subscribed atomic.Bool
 }
 
 // NewWorker builds a worker; Run starts it.
@@ -194,6 +199,13 @@ func (w *Worker) Run(ctx context.Context) error {
 
 	routerDone := make(chan error, 1)
 	go func() { routerDone <- router.Run(context.WithoutCancel(ctx)) }()
+	go func() {
+		select {
+		case <-router.Running():
+			w.subscribed.Store(true)
+		case <-ctx.Done():
+		}
+	}()
 
 	loopsCtx, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
 	var loops sync.WaitGroup
@@ -302,11 +314,24 @@ func (w *Worker) addStreamConsumers(router *message.Router, chain []message.Hand
 	}
 	startedAt := time.Now()
 	// redisstream claims any message idle for ClaimIdle, even one a live
-	// consumer is still handling (a slow attempt, a retry backoff). Messages
-	// held by this process's consumers are claimed only when they were
-	// delivered before it started: those a previous incarnation left behind.
+	// consumer is still handling (a breaker pause has no bound). A message
+	// held by one of this process's consumers is claimed when it was
+	// delivered before the process started (a previous run left it), or when
+	// no consumer here is handling it: Redis recorded its delivery but the
+	// reply never arrived (connection cut, Redis killed), and nothing else
+	// would ever take it back.
 	shouldClaim := func(xp redis.XPendingExt) bool {
-		return !own[xp.Consumer] || xp.Idle > time.Since(startedAt)
+		if !own[xp.Consumer] || xp.Idle > time.Since(startedAt) {
+			return true
+		}
+		uuid, err := w.entryUUID(xp.ID)
+		if err != nil || uuid == "" {
+			// Unreadable now (ask again at the next pass), or an entry without
+			// a uuid, which cannot be told from one being handled.
+			return false
+		}
+		_, handling := w.handling.Load(uuid)
+		return !handling
 	}
 	for _, name := range w.consumerNames() {
 		sub, err := queue.NewRedisSubscriber(w.deps.RedisOptions, queue.SubscriberConfig{Consumer: name, ClaimIdle: w.cfg.ClaimIdle, ShouldClaim: shouldClaim}, wmLogger)
@@ -314,9 +339,31 @@ func (w *Worker) addStreamConsumers(router *message.Router, chain []message.Hand
 			return err
 		}
 		h := router.AddConsumerHandler("ingest-"+name, w.cfg.Topics.Events(), sub, w.handle)
-		h.AddMiddleware(chain...)
+		h.AddMiddleware(append([]message.HandlerMiddleware{w.trackHandling}, chain...)...)
 	}
 	return nil
+}
+
+// trackHandling records the uuids of the messages this process is handling,
+// for shouldClaim.
+func (w *Worker) trackHandling(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		w.handling.Store(msg.UUID, struct{}{})
+		defer w.handling.Delete(msg.UUID)
+		return h(msg)
+	}
+}
+
+// entryUUID reads the message uuid of a work-stream entry ("" if it is gone).
+func (w *Worker) entryUUID(id string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	entries, err := w.deps.Redis.XRange(ctx, w.cfg.Topics.Events(), id, id).Result()
+	if err != nil || len(entries) == 0 {
+		return "", err
+	}
+	uuid, _ := entries[0].Values[queue.FieldUUID].(string)
+	return uuid, nil
 }
 
 // consumerNames are stable across restarts, so a restarted worker finds
@@ -424,6 +471,7 @@ func (w *Worker) readGauges(ctx context.Context) {
 	if w.cfg.SQS != nil {
 		w.readSQSGauges(ctx)
 	} else {
+		w.ensureGroups(ctx)
 		if lag, pending, err := gate.StreamDepth(ctx, w.deps.Redis, w.cfg.Topics.Events(), queue.ConsumerGroup); err == nil {
 			w.deps.Metrics.QueueDepth.WithLabelValues(queue.EventsTopic).Set(float64(lag + pending))
 		}
@@ -433,6 +481,27 @@ func (w *Worker) readGauges(ctx context.Context) {
 	}
 	if n, err := eventstore.Backlog(ctx, w.deps.Pool); err == nil {
 		w.deps.Metrics.OutboxBacklog.Set(float64(n))
+	}
+}
+
+// ensureGroups recreates consumer groups Redis lost, so consumption resumes
+// instead of every read failing with NOGROUP. What the stream held when Redis
+// lost it is gone with it: Redis Streams needs persistence (AOF) to keep
+// accepted events, which is why production uses SQS.
+func (w *Worker) ensureGroups(ctx context.Context) {
+	if !w.subscribed.Load() {
+		return // the subscribers create the groups when they start
+	}
+	for stream, group := range map[string]string{
+		w.cfg.Topics.Events():                   queue.ConsumerGroup,
+		w.cfg.Topics.Named(eventstore.LogTopic): queue.ProjectionsGroup,
+	} {
+		created, err := queue.EnsureGroup(ctx, w.deps.Redis, stream, group)
+		if created {
+			w.deps.Logger.Error("consumer group was missing: Redis lost its data (restart without persistence, flush or failover); recreated it", "stream", stream, "group", group)
+		} else if err != nil && ctx.Err() == nil {
+			w.deps.Logger.Warn("check consumer group", "stream", stream, "group", group, "error", err)
+		}
 	}
 }
 

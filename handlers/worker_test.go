@@ -98,6 +98,56 @@ func TestWorker_RedeliversMessageOfDeadConsumerAndProcessesItOnce(t *testing.T) 
 	}, 10*time.Second, 20*time.Millisecond, "the claimed message is acknowledged")
 }
 
+// Redis records a delivery to one of the worker's own consumers whose reply
+// never arrives (the connection dropped, Redis was killed): the entry sits on
+// that consumer's pending list while the consumer reads on. No consumer here
+// is handling it, so it is claimed after ClaimIdle and processed once,
+// without a restart.
+func TestWorker_DeliveryWhoseReplyWasLostIsClaimedBackWhileRunning(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	ctx := context.Background()
+	h.start()
+	warm := h.newEvent("clicks", `{"x":0}`)
+	h.enqueue(warm)
+	h.waitStatus(warm.ID, ingest.StatusCompleted, 10*time.Second)
+
+	// The worker's consumers wait in blocking reads; one script adds the entry
+	// and reads it in consumer test-0's name before they can, as a read whose
+	// reply was lost.
+	lost := h.newEvent(ingest.SourceOrderUpdates, orderPayload)
+	body, err := lost.Encode()
+	require.NoError(t, err)
+	read, err := h.redis.Eval(ctx, `
+		redis.call('XADD', KEYS[1], '*', 'uuid', 'lost-reply', 'payload', ARGV[1], 'metadata', '{}')
+		return redis.call('XREADGROUP', 'GROUP', ARGV[2], 'test-0', 'COUNT', 1, 'STREAMS', KEYS[1], '>')`,
+		[]string{h.topics.Events()}, body, queue.ConsumerGroup).Result()
+	require.NoError(t, err)
+	require.NotNil(t, read, "test-0 got the entry")
+
+	rec := h.waitStatus(lost.ID, ingest.StatusCompleted, 10*time.Second)
+	require.Equal(t, 1, rec.Attempts)
+	require.Equal(t, 1, h.logRows(lost.ID))
+}
+
+// Redis loses the stream and its groups (restart without persistence,
+// FLUSHALL): the worker recreates the group and events sent afterwards flow
+// again, instead of every read failing with NOGROUP for good.
+func TestWorker_LostConsumerGroupIsRecreatedAndConsumptionResumes(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.start()
+	before := h.newEvent("clicks", `{"x":0}`)
+	h.enqueue(before)
+	h.waitStatus(before.ID, ingest.StatusCompleted, 10*time.Second)
+
+	require.NoError(t, h.redis.Del(context.Background(), h.topics.Events()).Err())
+	after := h.newEvent("clicks", `{"x":1}`)
+	h.enqueue(after)
+	rec := h.waitStatus(after.ID, ingest.StatusCompleted, 15*time.Second)
+	require.Equal(t, 1, rec.Attempts)
+}
+
 // A worker dies after claiming the event in Postgres (PROCESSING, attempt 1)
 // and before finishing: the redelivered message finds it PROCESSING and
 // leaves it; the rescuer puts it back and it completes, once.

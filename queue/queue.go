@@ -283,3 +283,19 @@ func (e *Eventually) Close() error {
 	e.wg.Wait()
 	return err
 }
+
+// EnsureGroup creates group on stream (from its first entry, creating the
+// stream if need be) unless it exists, and reports whether it had to. The
+// subscribers create their group only when they subscribe: if Redis loses
+// its data (a restart without persistence, FLUSHALL, a failover to a replica
+// without the group), every read fails with NOGROUP until it is recreated.
+func EnsureGroup(ctx context.Context, client redis.UniversalClient, stream, group string) (bool, error) {
+	err := client.XGroupCreateMkStream(ctx, stream, group, "0").Err()
+	if err != nil && strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("create group %s on %s: %w", group, stream, err)
+	}
+	return true, nil
+}

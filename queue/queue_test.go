@@ -139,3 +139,28 @@ func TestEventually_SubscribesOnceTheBrokerIsBackAndDeliversMessages(t *testing.
 		t.Fatal("no message after the broker came back")
 	}
 }
+
+func TestEnsureGroup_RecreatesALostGroupOnly(t *testing.T) {
+	t.Parallel()
+	client, prefix := testredis.New(t)
+	ctx := t.Context()
+	stream := prefix + EventsTopic
+
+	created, err := EnsureGroup(ctx, client, stream, ConsumerGroup)
+	require.NoError(t, err)
+	require.True(t, created, "no stream, no group: both made")
+	created, err = EnsureGroup(ctx, client, stream, ConsumerGroup)
+	require.NoError(t, err)
+	require.False(t, created, "an existing group is left alone")
+
+	// Redis loses the stream (FLUSHALL, restart without persistence); an
+	// event arrives afterwards and must be readable by the group again.
+	require.NoError(t, client.Del(ctx, stream).Err())
+	require.NoError(t, client.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: map[string]any{FieldUUID: "after", FieldPayload: "{}"}}).Err())
+	created, err = EnsureGroup(ctx, client, stream, ConsumerGroup)
+	require.NoError(t, err)
+	require.True(t, created)
+	got, err := client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: ConsumerGroup, Consumer: "c", Streams: []string{stream, ">"}, Count: 10}).Result()
+	require.NoError(t, err)
+	require.Len(t, got[0].Messages, 1, "the group reads from the stream's first entry")
+}
