@@ -5,7 +5,7 @@ GO        ?= go
 GOLANGCI  ?= $(shell go env GOPATH)/bin/golangci-lint
 ADDR      ?= 127.0.0.1:8080
 
-.PHONY: run test lint bench build services test-services openapi
+.PHONY: run test lint bench loadtest build services test-services openapi generate chaos
 
 services:
 	@scripts/services.sh
@@ -30,6 +30,7 @@ lint:
 	scripts/lint-observability.sh
 	scripts/lint-compose.sh
 	scripts/lint-openapi.sh
+	scripts/check-client.sh
 
 # Go benchmarks, then the ingest load tool against a freshly started instance
 # (rate limit off, its own Redis key prefix), which stops itself.
@@ -38,6 +39,21 @@ bench: services build
 	scripts/bench-ingest.sh
 	scripts/bench-ledger.sh
 
+# k6 load tests (loadtest/k6/) against a freshly started instance: ingest at
+# 500/s and 2,000/s, then the double-spend race. k6 is installed as a tool when
+# missing (go install), never a go.mod dependency.
+loadtest:
+	scripts/loadtest.sh
+
+# Fault scenarios (worker SIGKILL, Redis restart, Postgres outage, rolling
+# SIGTERM) on a private Postgres and Redis, about 5 min; see chaos/README.md.
+chaos:
+	$(GO) run ./chaos
+
 # Writes the committed OpenAPI document (a test fails when it is stale).
 openapi:
 	$(GO) run ./cmd/daybook openapi > api/openapi.yaml
+
+# Regenerates the Go client (client/client.gen.go) from api/openapi.yaml.
+generate:
+	$(GO) generate ./client/...

@@ -1,0 +1,369 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/daybook/daybook/queue"
+)
+
+// timing is one form (full or short) of a scenario.
+type timing struct {
+	load  time.Duration // how long the load runs; faults happen within it
+	lead  time.Duration // load before the first fault
+	every time.Duration // between faults (jittered by ±30% where it says so)
+	down  time.Duration // how long a fault keeps a service down
+}
+
+// scenario is one kind of fault, injected while the load runs.
+type scenario struct {
+	name    string
+	about   string
+	workers int
+	full    timing
+	short   timing
+	inject  func(load, ctx context.Context, st *stage) error
+}
+
+var scenarios = []scenario{
+	{
+		name: "worker-kill", about: "SIGKILL the worker every few seconds and restart it at once", workers: 1,
+		full:   timing{load: 60 * time.Second, lead: 3 * time.Second, every: 5 * time.Second},
+		short:  timing{load: 10 * time.Second, lead: 1500 * time.Millisecond, every: 2500 * time.Millisecond},
+		inject: injectWorkerKills,
+	},
+	{
+		name: "redis-restart", about: "kill Redis (SIGKILL), keep it down, start it again on the same port", workers: 1,
+		full:   timing{load: 60 * time.Second, lead: 5 * time.Second, every: 15 * time.Second, down: 3 * time.Second},
+		short:  timing{load: 10 * time.Second, lead: 2 * time.Second, every: 4 * time.Second, down: 1500 * time.Millisecond},
+		inject: injectRedisRestarts,
+	},
+	{
+		name: "postgres-down", about: "pg_ctl stop -m fast, Postgres unavailable, then start", workers: 1,
+		full:   timing{load: 60 * time.Second, lead: 10 * time.Second, down: 30 * time.Second},
+		short:  timing{load: 13 * time.Second, lead: 2 * time.Second, down: 8 * time.Second},
+		inject: injectPostgresOutage,
+	},
+	{
+		name: "rolling-sigterm", about: "two workers; SIGTERM one, restart it once it has drained, then the other", workers: 2,
+		full:   timing{load: 60 * time.Second, lead: 3 * time.Second, every: 6 * time.Second},
+		short:  timing{load: 10 * time.Second, lead: 1500 * time.Millisecond, every: 2500 * time.Millisecond},
+		inject: injectRollingRestarts,
+	},
+}
+
+// form holds what differs between the full and the short run besides timings.
+type form struct {
+	load   loadSettings
+	settle time.Duration // bound on waiting for the system to settle after the load
+}
+
+var (
+	fullForm  = form{load: loadSettings{eventsPerSecond: 150, transfersPerSecond: 30, retryFor: 60 * time.Second}, settle: 2 * time.Minute}
+	shortForm = form{load: loadSettings{eventsPerSecond: 150, transfersPerSecond: 30, retryFor: 20 * time.Second}, settle: 45 * time.Second}
+)
+
+// rig is what every scenario shares: the supervisor, one Postgres cluster,
+// one Redis and the daybook binary. Each scenario has its own database and
+// Redis key prefix, so its checks see only its own rows.
+type rig struct {
+	opts   options
+	sup    *supervisor
+	dir    string
+	binary string
+	pg     *postgres
+	redis  *redisServer
+	start  time.Time
+	rng    *rand.Rand
+	outMu  sync.Mutex
+}
+
+func (rg *rig) logf(format string, args ...any) {
+	rg.outMu.Lock()
+	defer rg.outMu.Unlock()
+	fmt.Fprintf(rg.opts.out, "[%6.1fs] %s\n", time.Since(rg.start).Seconds(), fmt.Sprintf(format, args...))
+}
+
+// jitter returns d ±30%.
+func (rg *rig) jitter(d time.Duration) time.Duration {
+	return d*7/10 + time.Duration(rg.rng.Int64N(int64(d)*6/10+1))
+}
+
+// stage is one scenario while it runs.
+type stage struct {
+	rig    *rig
+	sc     scenario
+	t      timing
+	f      form
+	res    *result
+	db     string   // its database
+	prefix string   // its Redis key prefix
+	env    []string // of every daybook process it starts
+
+	api     *daybookProc
+	workers []*daybookProc
+}
+
+func (rg *rig) runScenario(ctx context.Context, sc scenario) *result {
+	res := &result{name: sc.name}
+	start := time.Now()
+	rg.logf("%s: %s", sc.name, sc.about)
+	if err := rg.scenario(ctx, sc, res); err != nil {
+		res.problem("run", "%v", err)
+	}
+	res.wall = time.Since(start)
+	verdict := "PASS"
+	if !res.ok() {
+		verdict = "FAIL"
+	}
+	rg.logf("%s: %s in %s", sc.name, verdict, res.wall.Round(100*time.Millisecond))
+	return res
+}
+
+func (rg *rig) scenario(ctx context.Context, sc scenario, res *result) error {
+	t, f := sc.full, fullForm
+	if rg.opts.short {
+		t, f = sc.short, shortForm
+	}
+	st := &stage{
+		rig: rg, sc: sc, t: t, f: f, res: res,
+		db: "chaos_" + strings.ReplaceAll(sc.name, "-", "_"), prefix: "chaos:" + sc.name + ":",
+	}
+	st.env = append(baseEnv(),
+		"DATABASE_URL="+rg.pg.url(st.db), "REDIS_URL="+rg.redis.url(), "DAYBOOK_REDIS_PREFIX="+st.prefix,
+		"DAYBOOK_ARCHIVE_URL=file://"+filepath.Join(rg.dir, "archive-"+sc.name))
+	st.env = append(st.env, daybookSettings...)
+
+	stageCtx, stopStage := context.WithCancel(ctx)
+	defer func() {
+		stopStage()
+		for _, p := range append(st.workers, st.api) {
+			if p != nil {
+				p.close()
+			}
+		}
+	}()
+
+	var err error
+	if st.api, err = newDaybookProc(rg.sup, rg.binary, sc.name+"-serve", "serve", st.env); err != nil {
+		return err
+	}
+	if err := st.api.start(stageCtx); err != nil {
+		return fmt.Errorf("start serve: %w\n%s", err, rg.sup.tail(st.api.name, 20))
+	}
+	for i := range sc.workers {
+		w, err := newDaybookProc(rg.sup, rg.binary, fmt.Sprintf("%s-worker-%d", sc.name, i+1), "worker", st.env)
+		if err != nil {
+			return err
+		}
+		st.workers = append(st.workers, w)
+		if err := w.start(stageCtx); err != nil {
+			return fmt.Errorf("start %s: %w\n%s", w.name, err, rg.sup.tail(w.name, 20))
+		}
+	}
+
+	gen := newGenerator(st.api.url(), sc.name, f.load, rg.opts.seed)
+	defer gen.http.CloseIdleConnections()
+	if err := gen.setup(stageCtx); err != nil {
+		return err
+	}
+	rg.logf("%s: load %.0f events/s, %.0f transfers/s for %s", sc.name, f.load.eventsPerSecond, f.load.transfersPerSecond, t.load)
+	load, stopLoad := context.WithTimeout(stageCtx, t.load)
+	defer stopLoad()
+	gen.start(load, stageCtx)
+	injectErr := sc.inject(load, stageCtx, st)
+	<-load.Done()
+	gen.wait()
+	rg.logf("%s: load stopped; %d events and %d transfers sent", sc.name, gen.nextEvent.Load(), gen.nextTransfer.Load())
+	if injectErr != nil {
+		return fmt.Errorf("inject faults: %w", injectErr)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+
+	events, transfers := gen.snapshot()
+	res.events.dupSent, res.events.dup200 = gen.dupSent.Load(), gen.dupAnswered200.Load()
+	res.retries503, res.retriesConn = gen.retries503.Load(), gen.retriesConn.Load()
+	var accepted []string
+	for _, e := range events {
+		if e.outcome == outcomeOK {
+			accepted = append(accepted, e.key)
+		}
+	}
+	return st.verify(stageCtx, accepted, func(s stored) {
+		tally(res, events, transfers, gen.accounts, s)
+	})
+}
+
+// verify waits for the system to settle, reads Postgres and the stream's
+// pending entries, tallies, and runs daybook reconcile.
+func (st *stage) verify(ctx context.Context, accepted []string, tallyFn func(stored)) error {
+	rg, res := st.rig, st.res
+	pool, err := pgxpool.New(ctx, rg.pg.url(st.db))
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", st.db, err)
+	}
+	defer pool.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: rg.redis.addr()})
+	defer rdb.Close()
+
+	tg := target{pool: pool, rdb: rdb, prefix: st.prefix}
+	settleStart := time.Now()
+	b, err := settle(ctx, tg, accepted, st.f.settle)
+	if err != nil {
+		res.problem("stuck", "%v", err)
+		res.settled = "NOT settled: " + b.String()
+	} else {
+		res.settled = fmt.Sprintf("settled %s after the load (nothing PENDING/PROCESSING, stream and outbox empty)", time.Since(settleStart).Round(100*time.Millisecond))
+	}
+	rg.logf("%s: %s", st.sc.name, res.settled)
+
+	s, err := collect(ctx, pool)
+	if err != nil {
+		return err
+	}
+	parked, groupExists, err := parkedEvents(ctx, tg)
+	switch {
+	case err != nil:
+		res.problem("run", "%v", err)
+	case !groupExists:
+		res.note("the work stream's consumer group %q does not exist: the worker is not consuming", queue.ConsumerGroup)
+	}
+	s.parked = parked
+	tallyFn(s)
+	if s.strayLetters > 0 {
+		res.note("%d dead letters name no stored event", s.strayLetters)
+	}
+	if res.events.validDeadLettered > 0 {
+		res.note("%d valid events were dead-lettered (retries used up under the fault)", res.events.validDeadLettered)
+	}
+	for _, p := range append(st.workers, st.api) {
+		for _, c := range p.unexpectedExits() {
+			res.note("%s; restarted after %s", c, crashRestartDelay)
+		}
+	}
+	if res.events.accepted == 0 || res.transfers.ok <= accountsFunded || len(res.faults) == 0 {
+		res.problem("run", "the scenario exercised nothing: %d events accepted, %d transfers moved, %d faults",
+			res.events.accepted, res.transfers.ok, len(res.faults))
+	}
+
+	code, text, err := runReconcile(ctx, rg.binary, st.env)
+	switch {
+	case err != nil:
+		res.reconcile = "ERROR"
+		res.problem("reconcile", "%v: %s", err, text)
+	case code == 0:
+		res.reconcile = "exit 0"
+		res.note("reconcile: %s", text)
+	default:
+		res.reconcile = fmt.Sprintf("exit %d", code)
+		res.problem("reconcile", "daybook reconcile exited %d:\n%s", code, text)
+	}
+	return nil
+}
+
+// sleep waits d or until ctx ends; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// injectWorkerKills: SIGKILL the worker's process group every few seconds
+// (jittered) and restart it at once, until the load ends.
+func injectWorkerKills(load, ctx context.Context, st *stage) error {
+	w := st.workers[0]
+	kills := 0
+	for wait := st.t.lead; sleep(load, wait); wait = st.rig.jitter(st.t.every) {
+		_, _, _ = w.halt(syscall.SIGKILL, 5*time.Second) // a SIGKILL's exit status says nothing
+		kills++
+		st.rig.logf("%s: SIGKILL %s (%d)", st.sc.name, w.name, kills)
+		if err := w.start(ctx); err != nil {
+			return fmt.Errorf("restart %s after SIGKILL %d: %w", w.name, kills, err)
+		}
+	}
+	st.res.fault("%d worker SIGKILLs, each restarted at once", kills)
+	return nil
+}
+
+// injectRedisRestarts: SIGKILL Redis, keep it down for t.down, start it again
+// on the same port (it replays its AOF), every t.every, until the load ends.
+func injectRedisRestarts(load, ctx context.Context, st *stage) error {
+	r := st.rig.redis
+	restarts := 0
+	var downMax time.Duration
+	for wait := st.t.lead; sleep(load, wait); wait = st.t.every {
+		began := time.Now()
+		r.kill()
+		restarts++
+		st.rig.logf("%s: SIGKILL redis (%d), down %s", st.sc.name, restarts, st.t.down)
+		sleep(ctx, st.t.down)
+		if err := r.start(ctx); err != nil {
+			return fmt.Errorf("start redis again: %w\n%s", err, st.rig.sup.tail("redis", 20))
+		}
+		downMax = max(downMax, time.Since(began))
+	}
+	st.res.fault("%d Redis SIGKILL restarts, each down %s", restarts, downMax.Round(100*time.Millisecond))
+	return nil
+}
+
+// injectPostgresOutage: after t.lead, pg_ctl stop -m fast; t.down later, start.
+func injectPostgresOutage(load, ctx context.Context, st *stage) error {
+	pg := st.rig.pg
+	if !sleep(load, st.t.lead) {
+		return nil
+	}
+	began := time.Now()
+	st.rig.logf("%s: pg_ctl stop -m fast, down for %s", st.sc.name, st.t.down)
+	stopErr := pg.stopFast(ctx)
+	sleep(ctx, st.t.down)
+	if err := pg.start(ctx); err != nil {
+		return fmt.Errorf("start postgres again: %w\n%s", err, st.rig.sup.tail("postgres", 20))
+	}
+	down := time.Since(began)
+	st.rig.logf("%s: postgres back after %s", st.sc.name, down.Round(100*time.Millisecond))
+	if stopErr != nil {
+		return fmt.Errorf("pg_ctl stop: %w", stopErr)
+	}
+	st.res.fault("Postgres down %s (pg_ctl stop -m fast, then start)", down.Round(100*time.Millisecond))
+	return nil
+}
+
+// injectRollingRestarts: SIGTERM one worker, wait for its drain, restart it
+// and wait until it answers, then the other one, every t.every.
+func injectRollingRestarts(load, ctx context.Context, st *stage) error {
+	restarts, unclean := 0, 0
+	var drainMax time.Duration
+	for wait := st.t.lead; sleep(load, wait); wait = st.t.every {
+		w := st.workers[restarts%len(st.workers)]
+		took, killed, exit := w.halt(syscall.SIGTERM, shutdownTimeout+sigtermSlack)
+		restarts++
+		drainMax = max(drainMax, took)
+		st.rig.logf("%s: SIGTERM %s: exited in %s (%s)", st.sc.name, w.name, took.Round(10*time.Millisecond), exitText(exit))
+		if killed || exit != nil {
+			unclean++
+			st.res.note("%s did not exit cleanly on SIGTERM (%s, after %s, killed=%v)", w.name, exitText(exit), took.Round(10*time.Millisecond), killed)
+		}
+		if err := w.start(ctx); err != nil {
+			return fmt.Errorf("restart %s: %w", w.name, err)
+		}
+	}
+	st.res.fault("%d rolling SIGTERMs over %d workers (slowest exit %s, %d unclean)",
+		restarts, len(st.workers), drainMax.Round(10*time.Millisecond), unclean)
+	return nil
+}
