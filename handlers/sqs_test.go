@@ -119,11 +119,14 @@ func TestWorkerSQS_MessageRedrivenBySQSBecomesAReplayableDeadLetter(t *testing.T
 		n, err := h.cfg.SQS.DeadDepth(context.Background())
 		return err == nil && n == 0
 	}, 30*time.Second, 100*time.Millisecond, "moved out of SQS's DLQ once recorded")
+	require.Eventually(t, func() bool { return testutil.ToFloat64(h.metrics.DLQDepth) == 1 }, 10*time.Second, 50*time.Millisecond,
+		"daybook_dlq_depth: the unreplayed letter, nothing left in SQS's DLQ")
 
 	_, err = h.replayer().DeadLetter(context.Background(), letter.ID)
 	require.NoError(t, err)
 	h.waitStatus(e.ID, ingest.StatusCompleted, 30*time.Second)
 	require.Equal(t, 1, h.logRows(e.ID))
+	require.Eventually(t, func() bool { return testutil.ToFloat64(h.metrics.DLQDepth) == 0 }, 10*time.Second, 50*time.Millisecond)
 }
 
 // While Postgres is down the worker holds what it received and extends its
