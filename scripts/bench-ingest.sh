@@ -15,11 +15,22 @@ log=$(mktemp -t daybook-bench.XXXXXX.log)
 
 export DATABASE_URL="postgres://postgres@localhost:5432/daybook_bench?sslmode=disable"
 export DAYBOOK_HTTP_ADDR=$ADDR DAYBOOK_RATE_LIMIT=0 DAYBOOK_REDIS_PREFIX="bench${run_id}:"
-export DAYBOOK_ARCHIVE_URL="file://$(mktemp -d -t daybook-archive.XXXXXX)" DAYBOOK_LOG_LEVEL=warn
+archive=$(mktemp -d -t daybook-archive.XXXXXX)
+export DAYBOOK_ARCHIVE_URL="file://$archive" DAYBOOK_LOG_LEVEL=warn
 
 bin/daybook run >"$log" 2>&1 &
 pid=$!
-trap 'kill -TERM $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
+# A run leaves ~3 Redis keys per event (idempotency key, pending marker,
+# handled uuid) for up to 24 h: delete them with the archive, or every later
+# test that scans for its own prefix walks millions of keys.
+cleanup() {
+  kill -TERM "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  redis-cli -h 127.0.0.1 -p 6379 --scan --pattern "${DAYBOOK_REDIS_PREFIX}*" |
+    xargs -r -n 1000 redis-cli -h 127.0.0.1 -p 6379 UNLINK >/dev/null 2>&1 || echo "could not delete Redis keys ${DAYBOOK_REDIS_PREFIX}*"
+  rm -rf "$archive"
+}
+trap cleanup EXIT
 for _ in $(seq 1 50); do curl -sf "http://$ADDR/ready" >/dev/null && break; sleep 0.2; done
 curl -sf "http://$ADDR/ready" >/dev/null || { echo "daybook did not become ready; log: $log"; cat "$log"; exit 1; }
 
