@@ -15,6 +15,8 @@ log=$(mktemp -t daybook-bench.XXXXXX.log)
 
 export DATABASE_URL="postgres://postgres@localhost:5432/daybook_bench?sslmode=disable"
 export DAYBOOK_HTTP_ADDR=$ADDR DAYBOOK_RATE_LIMIT=0 DAYBOOK_REDIS_PREFIX="bench${run_id}:"
+# A fresh database each run: figures must not depend on what earlier runs left.
+psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS daybook_bench" >/dev/null
 archive=$(mktemp -d -t daybook-archive.XXXXXX)
 export DAYBOOK_ARCHIVE_URL="file://$archive" DAYBOOK_LOG_LEVEL=warn
 
@@ -29,6 +31,7 @@ cleanup() {
   redis-cli -h 127.0.0.1 -p 6379 --scan --pattern "${DAYBOOK_REDIS_PREFIX}*" |
     xargs -r -n 1000 redis-cli -h 127.0.0.1 -p 6379 UNLINK >/dev/null 2>&1 || echo "could not delete Redis keys ${DAYBOOK_REDIS_PREFIX}*"
   rm -rf "$archive"
+  psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS daybook_bench" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 for _ in $(seq 1 50); do curl -sf "http://$ADDR/ready" >/dev/null && break; sleep 0.2; done
