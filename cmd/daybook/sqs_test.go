@@ -85,6 +85,14 @@ func TestRunSQS_StartsAndProcessesWithRedisDownFromTheStart(t *testing.T) {
 	}, 60*time.Second, 100*time.Millisecond, "log:\n%s", in.log)
 	require.Equal(t, 1, in.count(`SELECT count(*) FROM ingestion_events`))
 	require.Equal(t, 1, in.count(`SELECT count(*) FROM event_log WHERE stream_id LIKE 'ingest-%'`))
+
+	// The operator's view covers SQS's DLQ too.
+	list := exec.Command(binary, "dlq", "list")
+	list.Env = in.env
+	out, err := list.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "0 dead letter(s)")
+	require.Regexp(t, `0 message\(s\) in SQS queue daybook-test-[a-z0-9]+-dlq, moved here by the worker`, string(out))
 	in.sigterm()
 }
 
