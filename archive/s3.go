@@ -5,16 +5,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/daybook/daybook/internal/awstransport"
 )
 
 const (
@@ -66,7 +66,7 @@ func OpenS3(bucket, prefix string) (*S3Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("archive s3 config: %w", err)
 	}
-	closeIdle := ownTransport(&cfg)
+	closeIdle := awstransport.Own(&cfg, 0)
 	pathStyle := os.Getenv("AWS_ENDPOINT_URL") != "" || os.Getenv("AWS_ENDPOINT_URL_S3") != ""
 	client := s3.NewFromConfig(cfg, func(o *s3.Options) { o.UsePathStyle = pathStyle })
 	store, err := NewS3Store(ctx, client, bucket, prefix)
@@ -76,27 +76,6 @@ func OpenS3(bucket, prefix string) (*S3Store, error) {
 	}
 	store.closeIdle = closeIdle
 	return store, nil
-}
-
-// ownTransport replaces the SDK's HTTP client in cfg by one with the same
-// transport settings (including a CA bundle from AWS_CA_BUNDLE, which
-// LoadDefaultConfig applied) and timeout, and returns what closes that
-// transport's idle connections: the SDK's client hides its transport, whose
-// keep-alive connections would otherwise outlive the store. Redirects are
-// returned, not followed, as in the SDK's client (S3 answers a wrong region
-// with 301). A client that is not the SDK's buildable one is left alone.
-func ownTransport(cfg *aws.Config) (closeIdle func()) {
-	sdk, ok := cfg.HTTPClient.(*awshttp.BuildableClient)
-	if !ok {
-		return func() {}
-	}
-	transport := sdk.GetTransport() // a copy, now ours
-	cfg.HTTPClient = &http.Client{
-		Transport:     transport,
-		Timeout:       sdk.GetTimeout(),
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	return transport.CloseIdleConnections
 }
 
 // Close releases the idle connections of a client that OpenS3 built. A

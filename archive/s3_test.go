@@ -18,6 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
+
+	"github.com/daybook/daybook/internal/awstransport"
 )
 
 // motoEndpoint is where moto_server serves S3 in tests (and in CI, which
@@ -46,7 +48,7 @@ func newTestClient(t *testing.T) *s3.Client {
 		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("test", "test", "")),
 	)
 	require.NoError(t, err)
-	t.Cleanup(ownTransport(&cfg))
+	t.Cleanup(awstransport.Own(&cfg, 0))
 	return s3.NewFromConfig(cfg, func(o *s3.Options) {
 		o.BaseEndpoint = aws.String(endpoint)
 		o.UsePathStyle = true

@@ -14,10 +14,11 @@ import (
 	wmsqs "github.com/ThreeDotsLabs/watermill-aws/sqs"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/daybook/daybook/internal/awstransport"
 )
 
 // Names of the SQS queues on the outside contract (DESIGN.md); dots are not
@@ -150,11 +151,10 @@ func OpenSQS(ctx context.Context, cfg SQSConfig) (*SQS, error) {
 	return s, nil
 }
 
-// withTimeout gives cfg an HTTP client of its own with an overall timeout.
+// withTimeout gives cfg an HTTP client of its own with an overall timeout,
+// whose idle connections Close closes.
 func (s *SQS) withTimeout(cfg aws.Config, timeout time.Duration) aws.Config {
-	client := awshttp.NewBuildableClient().WithTimeout(timeout)
-	s.closeIdle = append(s.closeIdle, func() { client.GetTransport().CloseIdleConnections() })
-	cfg.HTTPClient = client
+	s.closeIdle = append(s.closeIdle, awstransport.Own(&cfg, timeout))
 	return cfg
 }
 

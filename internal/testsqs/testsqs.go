@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/stretchr/testify/require"
 
+	"github.com/daybook/daybook/internal/awstransport"
 	"github.com/daybook/daybook/queue"
 )
 
@@ -37,11 +38,14 @@ func AWSConfig(tb testing.TB) aws.Config {
 	conn, err := d.DialContext(context.Background(), "tcp", strings.TrimPrefix(endpoint, "http://"))
 	require.NoErrorf(tb, err, "moto_server is not reachable at %s: start it with `scripts/services.sh --moto`", endpoint)
 	require.NoError(tb, conn.Close())
-	return aws.Config{
+	cfg := aws.Config{
 		Region:       "us-east-1",
 		Credentials:  credentials.NewStaticCredentialsProvider("test", "test", ""),
 		BaseEndpoint: aws.String(endpoint),
 	}
+	// Closed last (cleanups run in reverse), after the queues are deleted with it.
+	tb.Cleanup(awstransport.Own(&cfg, 0))
+	return cfg
 }
 
 // Config is an SQSConfig with queue names of the test's own (created on
