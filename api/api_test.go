@@ -27,9 +27,9 @@ import (
 	"github.com/daybook/daybook/ingest"
 	"github.com/daybook/daybook/intake"
 	"github.com/daybook/daybook/internal/testdb"
+	"github.com/daybook/daybook/internal/testmoto"
 	"github.com/daybook/daybook/internal/testproxy"
 	"github.com/daybook/daybook/internal/testredis"
-	"github.com/daybook/daybook/internal/testsqs"
 	"github.com/daybook/daybook/ledger"
 	"github.com/daybook/daybook/observability"
 	"github.com/daybook/daybook/queue"
@@ -59,9 +59,9 @@ type serverSetup struct {
 	queueReady func(context.Context) error
 	ledgerLock string
 	// sqs, when set, makes the server ingest onto SQS through an intake whose
-	// Redis is reached through redisProxy (which the test can cut).
-	sqs        *queue.SQS
-	redisProxy *testproxy.Proxy
+	// Redis client goes through a proxy the test can cut.
+	sqs         *queue.SQS
+	redisClient *redis.Client
 }
 
 type serverOption func(*serverSetup)
@@ -93,9 +93,9 @@ func withQueueReady(check func(context.Context) error) serverOption {
 // withSQS ingests onto SQS queues of the test's own, with Redis behind a
 // proxy that the test cuts to make Redis unreachable.
 func withSQS(t *testing.T) (serverOption, *testproxy.Proxy) {
-	proxy := testproxy.New(t, testredis.Options(t).Addr)
-	s := testsqs.Open(t, 0)
-	return func(setup *serverSetup) { setup.sqs, setup.redisProxy = s, proxy }, proxy
+	client, proxy := testredis.Proxied(t)
+	s := testmoto.Open(t, 0)
+	return func(setup *serverSetup) { setup.sqs, setup.redisClient = s, client }, proxy
 }
 
 func newServer(t *testing.T, opts ...serverOption) *testServer {
@@ -120,16 +120,13 @@ func newServer(t *testing.T, opts ...serverOption) *testServer {
 	var admitter api.Admitter = g
 	serverRedis := redis.UniversalClient(client)
 	if setup.sqs != nil {
-		opts := testredis.Options(t)
-		opts.Addr, opts.MaxRetries = setup.redisProxy.Addr(), -1
-		opts.DialTimeout, opts.ReadTimeout = 300*time.Millisecond, 300*time.Millisecond
-		proxied := redis.NewClient(opts)
-		t.Cleanup(func() { _ = proxied.Close() })
+		proxied := setup.redisClient
 		pg, err := gate.New(proxied, setup.gate)
 		require.NoError(t, err)
 		sqsPub, err := setup.sqs.NewPublisher(nil)
 		require.NoError(t, err)
-		pub = queue.Routed{Routes: map[string]queue.Route{stream: {Pub: sqsPub, Topic: setup.sqs.Queue()}}}
+		pub, err = setup.sqs.WorkPublisher(stream, nil, nil)
+		require.NoError(t, err)
 		admitter, err = intake.New(pg, sqsPub, events, intake.Config{
 			Topic:      setup.sqs.Queue(),
 			OnFailOpen: func(n int, _ error) { metrics.RedisFailOpen.WithLabelValues("ingest").Add(float64(n)) },

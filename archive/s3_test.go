@@ -7,52 +7,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"os"
 	"sort"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/stretchr/testify/require"
 
-	"github.com/daybook/daybook/internal/awstransport"
+	"github.com/daybook/daybook/internal/testmoto"
 )
-
-// motoEndpoint is where moto_server serves S3 in tests (and in CI, which
-// starts it with scripts/services.sh --moto).
-func motoEndpoint() string {
-	if e := os.Getenv("AWS_ENDPOINT_URL"); e != "" {
-		return e
-	}
-	return "http://127.0.0.1:4566"
-}
 
 // newTestClient is an S3 client for moto built without touching the
 // environment, so that tests using it can run in parallel. It fails the test
 // (never skips) when moto is not listening: CI starts it.
 func newTestClient(t *testing.T) *s3.Client {
 	t.Helper()
-	endpoint := motoEndpoint()
-	host := endpoint[len("http://"):]
-	d := net.Dialer{Timeout: 2 * time.Second}
-	conn, err := d.DialContext(t.Context(), "tcp", host)
-	require.NoErrorf(t, err, "moto_server is not reachable at %s: start it with `scripts/services.sh --moto`", endpoint)
-	require.NoError(t, conn.Close())
-
-	cfg, err := config.LoadDefaultConfig(t.Context(),
-		config.WithRegion("us-east-1"),
-		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("test", "test", "")),
-	)
-	require.NoError(t, err)
-	t.Cleanup(awstransport.Own(&cfg, 0))
-	return s3.NewFromConfig(cfg, func(o *s3.Options) {
-		o.BaseEndpoint = aws.String(endpoint)
-		o.UsePathStyle = true
-	})
+	return s3.NewFromConfig(testmoto.AWSConfig(t), func(o *s3.Options) { o.UsePathStyle = true })
 }
 
 // newTestBucket creates a bucket with a random name, emptied and deleted
@@ -251,7 +222,7 @@ func TestOpen_S3URLUsesDefaultAWSConfig(t *testing.T) {
 	t.Setenv("AWS_SESSION_TOKEN", "")
 	t.Setenv("AWS_PROFILE", "")
 	t.Setenv("AWS_REGION", "us-east-1")
-	t.Setenv("AWS_ENDPOINT_URL", motoEndpoint())
+	t.Setenv("AWS_ENDPOINT_URL", testmoto.Endpoint())
 
 	store, err := Open("s3://" + bucket + "/daybook/archive/")
 	require.NoError(t, err)

@@ -21,9 +21,9 @@ import (
 	"github.com/daybook/daybook/deadletter"
 	"github.com/daybook/daybook/ingest"
 	"github.com/daybook/daybook/internal/testdb"
+	"github.com/daybook/daybook/internal/testmoto"
 	"github.com/daybook/daybook/internal/testproxy"
 	"github.com/daybook/daybook/internal/testredis"
-	"github.com/daybook/daybook/internal/testsqs"
 	"github.com/daybook/daybook/observability"
 	"github.com/daybook/daybook/queue"
 	"github.com/daybook/daybook/replay"
@@ -54,7 +54,7 @@ type harnessOption func(*harness)
 // onSQS carries the work topic on SQS queues of the test's own, whose
 // messages stay invisible for visibility once received.
 func onSQS(visibility time.Duration) harnessOption {
-	return func(h *harness) { h.cfg.SQS = testsqs.Open(h.t, visibility) }
+	return func(h *harness) { h.cfg.SQS = testmoto.Open(h.t, visibility) }
 }
 
 // throughProxy makes the worker reach Postgres through a TCP proxy the test can cut.
@@ -96,9 +96,8 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	require.NoError(t, err)
 	h.pub = pub
 	if h.cfg.SQS != nil {
-		sqsPub, err := h.cfg.SQS.NewPublisher(nil)
+		h.pub, err = h.cfg.SQS.WorkPublisher(h.topics.Events(), pub, nil)
 		require.NoError(t, err)
-		h.pub = queue.Routed{Routes: map[string]queue.Route{h.topics.Events(): {Pub: sqsPub, Topic: h.cfg.SQS.Queue()}}, Default: pub}
 	}
 	return h
 }

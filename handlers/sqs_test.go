@@ -12,7 +12,7 @@ import (
 
 	"github.com/daybook/daybook/deadletter"
 	"github.com/daybook/daybook/ingest"
-	"github.com/daybook/daybook/internal/testsqs"
+	"github.com/daybook/daybook/internal/testmoto"
 	"github.com/daybook/daybook/queue"
 )
 
@@ -83,7 +83,7 @@ func TestWorkerSQS_MessageRedrivenBySQSBecomesAReplayableDeadLetter(t *testing.T
 	h.enqueue(e)
 
 	// Five receives that never acknowledge, as five crashed workers would.
-	client := sqs.NewFromConfig(testsqs.AWSConfig(t))
+	client := sqs.NewFromConfig(testmoto.AWSConfig(t))
 	url, err := client.GetQueueUrl(t.Context(), &sqs.GetQueueUrlInput{QueueName: aws.String(h.cfg.SQS.Queue())})
 	require.NoError(t, err)
 	received := 0

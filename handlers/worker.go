@@ -145,11 +145,9 @@ func NewWorker(deps Deps, cfg Config) (*Worker, error) {
 	dead := deadletter.NewStore(deps.Pool)
 	replayPub := pub
 	if cfg.SQS != nil {
-		sqsPub, err := cfg.SQS.NewPublisher(wmLogger)
-		if err != nil {
+		if replayPub, err = cfg.SQS.WorkPublisher(cfg.Topics.Events(), pub, wmLogger); err != nil {
 			return nil, err
 		}
-		replayPub = queue.Routed{Routes: map[string]queue.Route{cfg.Topics.Events(): {Pub: sqsPub, Topic: cfg.SQS.Queue()}}, Default: pub}
 	}
 	processor, err := ingest.NewProcessor(deps.Pool, events, deps.Archive, ingest.ProcessorConfig{MaxAttempts: cfg.MaxAttempts})
 	if err != nil {

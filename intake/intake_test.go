@@ -19,9 +19,9 @@ import (
 	"github.com/daybook/daybook/ingest"
 	"github.com/daybook/daybook/intake"
 	"github.com/daybook/daybook/internal/testdb"
+	"github.com/daybook/daybook/internal/testmoto"
 	"github.com/daybook/daybook/internal/testproxy"
 	"github.com/daybook/daybook/internal/testredis"
-	"github.com/daybook/daybook/internal/testsqs"
 	"github.com/daybook/daybook/queue"
 )
 
@@ -44,15 +44,10 @@ type rig struct {
 
 func newRig(t *testing.T, topic string, options ...func(*rig, *intake.Config)) *rig {
 	t.Helper()
-	r := &rig{pool: testdb.New(t), sqs: testsqs.Open(t, 0)}
+	r := &rig{pool: testdb.New(t), sqs: testmoto.Open(t, 0)}
 	_, prefix := testredis.New(t)
-	opts := testredis.Options(t)
-	r.proxy = testproxy.New(t, opts.Addr)
-	opts.Addr = r.proxy.Addr()
-	opts.MaxRetries = -1
-	opts.DialTimeout, opts.ReadTimeout = 300*time.Millisecond, 300*time.Millisecond
-	client := redis.NewClient(opts)
-	t.Cleanup(func() { _ = client.Close() })
+	client, proxy := testredis.Proxied(t)
+	r.proxy = proxy
 	var err error
 	r.gate, err = gate.New(client, gate.Config{KeyPrefix: prefix, Stream: prefix + "unused", RatePerSecond: 0.001, Burst: 10})
 	require.NoError(t, err)

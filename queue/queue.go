@@ -217,25 +217,24 @@ func HandBackPending(ctx context.Context, client redis.UniversalClient, stream s
 	return total, nil
 }
 
-// Eventually subscribes through Sub, retrying every Interval until it
+// Eventually subscribes through its subscriber, retrying every Interval until it
 // succeeds, so that a consumer whose broker is down when the router starts
 // comes up once the broker does instead of stopping the router (the event-log
 // projector on Redis in SQS mode, where Redis may be down). Messages are
-// forwarded as they are: acks and nacks reach Sub's messages directly.
+// forwarded as they are: acks and nacks reach the subscriber's messages directly.
 type Eventually struct {
-	Sub      message.Subscriber
-	Interval time.Duration
-	// OnError is told each failed attempt. Optional.
-	OnError func(error)
+	sub      message.Subscriber
+	interval time.Duration
+	onError  func(error) // told each failed attempt; optional
 
 	closeOnce sync.Once
 	closing   chan struct{}
 	wg        sync.WaitGroup
 }
 
-// NewEventually wraps sub.
+// NewEventually wraps sub, retrying every interval; onError (optional) is told each failed attempt.
 func NewEventually(sub message.Subscriber, interval time.Duration, onError func(error)) *Eventually {
-	return &Eventually{Sub: sub, Interval: interval, OnError: onError, closing: make(chan struct{})}
+	return &Eventually{sub: sub, interval: interval, onError: onError, closing: make(chan struct{})}
 }
 
 // Subscribe implements message.Subscriber; it never fails itself.
@@ -247,20 +246,20 @@ func (e *Eventually) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		defer close(out)
 		var in <-chan *message.Message
 		for in == nil {
-			ch, err := e.Sub.Subscribe(ctx, topic)
+			ch, err := e.sub.Subscribe(ctx, topic)
 			if err == nil {
 				in = ch
 				break
 			}
-			if e.OnError != nil {
-				e.OnError(err)
+			if e.onError != nil {
+				e.onError(err)
 			}
 			select {
 			case <-ctx.Done():
 				return
 			case <-e.closing:
 				return
-			case <-time.After(e.Interval):
+			case <-time.After(e.interval):
 			}
 		}
 		for msg := range in {
@@ -276,10 +275,10 @@ func (e *Eventually) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	return out, nil
 }
 
-// Close closes Sub and waits for the forwarding to end.
+// Close closes the subscriber and waits for the forwarding to end.
 func (e *Eventually) Close() error {
 	e.closeOnce.Do(func() { close(e.closing) })
-	err := e.Sub.Close()
+	err := e.sub.Close()
 	e.wg.Wait()
 	return err
 }

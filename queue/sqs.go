@@ -260,7 +260,7 @@ func (s *SQS) NewPublisher(logger watermill.LoggerAdapter) (message.Publisher, e
 	pub, err := wmsqs.NewPublisher(wmsqs.PublisherConfig{
 		AWSConfig:                   s.send,
 		DoNotCreateQueueIfNotExists: true,
-		Marshaler:                   SQSMarshaler{},
+		Marshaler:                   sqsMarshaler{},
 	}, logger)
 	if err != nil {
 		return nil, fmt.Errorf("sqs publisher: %w", err)
@@ -284,7 +284,7 @@ func (s *SQS) NewSubscriber(queue string, workers int, logger watermill.LoggerAd
 		DoNotCreateQueueIfNotExists: true,
 		ReconnectRetrySleep:         sqsReconnectSleep,
 		ConsumeWorkers:              workers,
-		Unmarshaler:                 SQSUnmarshaler{QueueURL: url},
+		Unmarshaler:                 sqsUnmarshaler{QueueURL: url},
 		GenerateReceiveMessageInput: func(_ context.Context, queueURL wmsqs.QueueURL) (*sqs.ReceiveMessageInput, error) {
 			return &sqs.ReceiveMessageInput{
 				QueueUrl:                    aws.String(string(queueURL)),
@@ -308,8 +308,8 @@ func (s *SQS) NewSubscriber(queue string, workers int, logger watermill.LoggerAd
 // delivered to a second consumer meanwhile, nor counted as a receive towards
 // the redrive. Messages that did not come from SQS are left alone.
 func (s *SQS) KeepInvisible(msg *message.Message, onError func(error)) (stop func()) {
-	handle, url := msg.Metadata.Get(MetaSQSReceiptHandle), msg.Metadata.Get(MetaSQSQueueURL)
-	if handle == "" || url == "" {
+	handle, url, ok := delivery(msg)
+	if !ok {
 		return func() {}
 	}
 	done := make(chan struct{})
@@ -339,12 +339,19 @@ func (s *SQS) KeepInvisible(msg *message.Message, onError func(error)) (stop fun
 	return func() { close(done); wg.Wait() }
 }
 
+// delivery is the receipt handle and queue URL of a message received from
+// SQS; ok is false for a message from elsewhere.
+func delivery(msg *message.Message) (handle, url string, ok bool) {
+	handle, url = msg.Metadata.Get(MetaSQSReceiptHandle), msg.Metadata.Get(MetaSQSQueueURL)
+	return handle, url, handle != "" && url != ""
+}
+
 // MakeVisible ends the invisibility of a received message that the consumer
 // gives back, so that it is delivered again at once rather than after the
 // visibility timeout.
 func (s *SQS) MakeVisible(msg *message.Message) error {
-	handle, url := msg.Metadata.Get(MetaSQSReceiptHandle), msg.Metadata.Get(MetaSQSQueueURL)
-	if handle == "" || url == "" {
+	handle, url, ok := delivery(msg)
+	if !ok {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), sqsCallTimeout)
@@ -357,11 +364,11 @@ func (s *SQS) MakeVisible(msg *message.Message) error {
 	return nil
 }
 
-// SQSMarshaler writes the SQS layout.
-type SQSMarshaler struct{}
+// sqsMarshaler writes the SQS layout.
+type sqsMarshaler struct{}
 
 // Marshal implements wmsqs.Marshaler.
-func (SQSMarshaler) Marshal(msg *message.Message) (*types.Message, error) {
+func (sqsMarshaler) Marshal(msg *message.Message) (*types.Message, error) {
 	md := make(map[string]string, len(msg.Metadata))
 	for k, v := range msg.Metadata {
 		if !strings.HasPrefix(k, MetaSQSPrefix) {
@@ -381,18 +388,18 @@ func (SQSMarshaler) Marshal(msg *message.Message) (*types.Message, error) {
 	}, nil
 }
 
-// SQSUnmarshaler reads the SQS layout. Like Marshaller.Unmarshal it never
+// sqsUnmarshaler reads the SQS layout. Like Marshaller.Unmarshal it never
 // fails: watermill-aws drops the rest of a receive on an unmarshal error and
 // leaves the message to be received again until SQS redrives it, so a
 // malformed message becomes one flagged with MetaDecodeError, which the
 // handler dead-letters at once. It records the delivery (receipt handle,
 // queue URL, receive count) in metadata for KeepInvisible and dead letters.
-type SQSUnmarshaler struct {
+type sqsUnmarshaler struct {
 	QueueURL string
 }
 
 // Unmarshal implements wmsqs.Unmarshaler.
-func (u SQSUnmarshaler) Unmarshal(m *types.Message) (*message.Message, error) {
+func (u sqsUnmarshaler) Unmarshal(m *types.Message) (*message.Message, error) {
 	id, problem := "", ""
 	if attr, ok := m.MessageAttributes[sqsAttrUUID]; ok && attr.StringValue != nil {
 		id = *attr.StringValue
@@ -428,31 +435,35 @@ func (u SQSUnmarshaler) Unmarshal(m *types.Message) (*message.Message, error) {
 	return msg, nil
 }
 
-// Route is where Routed sends one topic.
-type Route struct {
-	Pub   message.Publisher
-	Topic string
+// WorkPublisher publishes workTopic, the logical work topic as dead letters
+// and replays name it, to the SQS work queue, and any other topic through
+// other (nil: none). In SQS mode the work topic goes to SQS while the event
+// log stays on Redis Streams.
+func (s *SQS) WorkPublisher(workTopic string, other message.Publisher, logger watermill.LoggerAdapter) (message.Publisher, error) {
+	pub, err := s.NewPublisher(logger)
+	if err != nil {
+		return nil, err
+	}
+	return workRoute{workTopic: workTopic, sqs: pub, queue: s.cfg.Queue, other: other}, nil
 }
 
-// Routed sends each topic listed in Routes to its publisher under its name
-// there, and any other topic to Default. In SQS mode the work topic goes to
-// SQS while the event log stays on Redis Streams; letters and replays keep
-// naming the logical topic whichever transport carries it.
-type Routed struct {
-	Routes  map[string]Route
-	Default message.Publisher
+type workRoute struct {
+	workTopic string
+	sqs       message.Publisher
+	queue     string
+	other     message.Publisher
 }
 
 // Publish implements message.Publisher.
-func (r Routed) Publish(topic string, msgs ...*message.Message) error {
-	if route, ok := r.Routes[topic]; ok {
-		return route.Pub.Publish(route.Topic, msgs...)
+func (r workRoute) Publish(topic string, msgs ...*message.Message) error {
+	if topic == r.workTopic {
+		return r.sqs.Publish(r.queue, msgs...)
 	}
-	if r.Default == nil {
+	if r.other == nil {
 		return fmt.Errorf("no publisher for topic %q", topic)
 	}
-	return r.Default.Publish(topic, msgs...)
+	return r.other.Publish(topic, msgs...)
 }
 
-// Close implements message.Publisher; the routed publishers belong to the caller.
-func (r Routed) Close() error { return nil }
+// Close implements message.Publisher; other belongs to the caller.
+func (r workRoute) Close() error { return r.sqs.Close() }

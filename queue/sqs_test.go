@@ -13,13 +13,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/stretchr/testify/require"
 
-	"github.com/daybook/daybook/internal/testsqs"
+	"github.com/daybook/daybook/internal/testmoto"
 	"github.com/daybook/daybook/queue"
 )
 
 func TestOpenSQS_MissingQueueIsNamed(t *testing.T) {
 	t.Parallel()
-	cfg := testsqs.Config(t, 0)
+	cfg := testmoto.Config(t, 0)
 	cfg.Create = false
 	_, err := queue.OpenSQS(t.Context(), cfg)
 	require.ErrorContains(t, err, `sqs queue "`+cfg.Queue+`" does not exist`)
@@ -27,7 +27,7 @@ func TestOpenSQS_MissingQueueIsNamed(t *testing.T) {
 
 func TestOpenSQS_CreatesQueueRedrivingToDLQAfterFiveReceives(t *testing.T) {
 	t.Parallel()
-	cfg := testsqs.Config(t, 7*time.Second)
+	cfg := testmoto.Config(t, 7*time.Second)
 	s, err := queue.OpenSQS(t.Context(), cfg)
 	require.NoError(t, err)
 	t.Cleanup(s.Close)
@@ -65,7 +65,7 @@ func toString(v any) string {
 
 func TestSQS_PublishSubscribeRoundTripsUUIDPayloadAndMetadata(t *testing.T) {
 	t.Parallel()
-	s := testsqs.Open(t, 0)
+	s := testmoto.Open(t, 0)
 	pub, err := s.NewPublisher(nil)
 	require.NoError(t, err)
 
@@ -95,8 +95,8 @@ func TestSQS_PublishSubscribeRoundTripsUUIDPayloadAndMetadata(t *testing.T) {
 
 func TestSQS_MalformedMessageIsFlaggedNotDropped(t *testing.T) {
 	t.Parallel()
-	s := testsqs.Open(t, 0)
-	cfg := testsqs.AWSConfig(t)
+	s := testmoto.Open(t, 0)
+	cfg := testmoto.AWSConfig(t)
 	client := sqs.NewFromConfig(cfg)
 	url, err := client.GetQueueUrl(t.Context(), &sqs.GetQueueUrlInput{QueueName: aws.String(s.Queue())})
 	require.NoError(t, err)
@@ -116,7 +116,7 @@ func TestSQS_MalformedMessageIsFlaggedNotDropped(t *testing.T) {
 
 func TestSQS_KeepInvisibleHoldsAMessageBeyondItsVisibilityTimeout(t *testing.T) {
 	t.Parallel()
-	s := testsqs.Open(t, 3*time.Second)
+	s := testmoto.Open(t, 3*time.Second)
 	pub, err := s.NewPublisher(nil)
 	require.NoError(t, err)
 	require.NoError(t, pub.Publish(s.Queue(), message.NewMessage("held", []byte("x"))))
@@ -154,12 +154,11 @@ func TestSQS_KeepInvisibleHoldsAMessageBeyondItsVisibilityTimeout(t *testing.T) 
 	}
 }
 
-func TestRouted_SendsListedTopicsToTheirPublisherUnderTheirName(t *testing.T) {
+func TestWorkPublisher_SendsTheWorkTopicToTheQueueAndOthersElsewhere(t *testing.T) {
 	t.Parallel()
-	s := testsqs.Open(t, 0)
-	pub, err := s.NewPublisher(nil)
+	s := testmoto.Open(t, 0)
+	routed, err := s.WorkPublisher("p:daybook.events", nil, nil)
 	require.NoError(t, err)
-	routed := queue.Routed{Routes: map[string]queue.Route{"p:daybook.events": {Pub: pub, Topic: s.Queue()}}}
 
 	require.NoError(t, routed.Publish("p:daybook.events", message.NewMessage("routed", []byte("x"))))
 	require.ErrorContains(t, routed.Publish("p:daybook.log", message.NewMessage("other", nil)), `no publisher for topic "p:daybook.log"`)
@@ -183,5 +182,20 @@ func receiveOne(t *testing.T, s *queue.SQS, name string) *message.Message {
 	case <-ctx.Done():
 		t.Fatal("no message received")
 		return nil
+	}
+}
+
+func TestOpenSQS_RefusesSettingsThatCannotWork(t *testing.T) {
+	t.Parallel()
+	for name, change := range map[string]func(*queue.SQSConfig){
+		"dlq is the queue":        func(c *queue.SQSConfig) { c.DeadQueue = c.Queue },
+		"visibility too short":    func(c *queue.SQSConfig) { c.VisibilityTimeout = time.Second },
+		"visibility beyond limit": func(c *queue.SQSConfig) { c.VisibilityTimeout = 13 * time.Hour },
+	} {
+		cfg := testmoto.Config(t, 0)
+		change(&cfg)
+		_, err := queue.OpenSQS(t.Context(), cfg)
+		require.Error(t, err, name)
+		require.ErrorContains(t, err, "sqs: ", name)
 	}
 }

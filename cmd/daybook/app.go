@@ -273,11 +273,9 @@ func (a *app) replayer() (*replay.Replayer, error) {
 		return nil, err
 	}
 	if a.sqs != nil {
-		sqsPub, err := a.sqs.NewPublisher(nil)
-		if err != nil {
+		if pub, err = a.sqs.WorkPublisher(a.topics().Events(), pub, nil); err != nil {
 			return nil, err
 		}
-		pub = queue.Routed{Routes: map[string]queue.Route{a.topics().Events(): {Pub: sqsPub, Topic: a.sqs.Queue()}}, Default: pub}
 	}
 	return replay.New(ingest.NewStore(a.pool), deadletter.NewStore(a.pool), queue.Sender{Pub: pub}, a.topics().Events()), nil
 }

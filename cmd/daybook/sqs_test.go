@@ -13,7 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/daybook/daybook/internal/testsqs"
+	"github.com/daybook/daybook/internal/testmoto"
 )
 
 // redisServer is a redis-server process of the test's own, so that the test
@@ -56,12 +56,12 @@ func (r *redisServer) kill() {
 
 // sqsEnv runs an instance on SQS queues of the test's own, with Redis at redisURL.
 func sqsEnv(t *testing.T, redisURL string) []string {
-	queues := testsqs.Config(t, 0)
+	queues := testmoto.Config(t, 0)
 	return []string{
 		"REDIS_URL=" + redisURL, "DAYBOOK_QUEUE=sqs",
 		"DAYBOOK_SQS_QUEUE=" + queues.Queue, "DAYBOOK_SQS_DLQ=" + queues.DeadQueue, "DAYBOOK_SQS_CREATE_QUEUES=true",
 		"DAYBOOK_SQS_CONSUMERS=8",
-		"AWS_ENDPOINT_URL=" + testsqs.Endpoint(), "AWS_REGION=us-east-1",
+		"AWS_ENDPOINT_URL=" + testmoto.Endpoint(), "AWS_REGION=us-east-1",
 		"AWS_ACCESS_KEY_ID=test", "AWS_SECRET_ACCESS_KEY=test",
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/daybook/daybook/internal/testproxy"
 )
 
 // EnvURL overrides the Redis the tests use.
@@ -56,4 +58,18 @@ func New(t testing.TB) (*redis.Client, string) {
 		client.Close()
 	})
 	return client, prefix
+}
+
+// Proxied returns a client of the test Redis reached through a TCP proxy the
+// test can cut (Redis unreachable) and restore. The client fails fast: no
+// retries, short timeouts. It is closed when the test ends.
+func Proxied(t testing.TB) (*redis.Client, *testproxy.Proxy) {
+	t.Helper()
+	opts := Options(t)
+	proxy := testproxy.New(t, opts.Addr)
+	opts.Addr, opts.MaxRetries = proxy.Addr(), -1
+	opts.DialTimeout, opts.ReadTimeout = 300*time.Millisecond, 300*time.Millisecond
+	client := redis.NewClient(opts)
+	t.Cleanup(func() { _ = client.Close() })
+	return client, proxy
 }

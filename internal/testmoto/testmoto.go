@@ -1,7 +1,8 @@
-// Package testsqs gives tests SQS queues of their own on moto_server, so that
-// tests using SQS can run side by side and in CI, which starts moto with
-// scripts/services.sh --moto. It never skips: without moto the test fails.
-package testsqs
+// Package testmoto gives tests an AWS configuration for moto_server and SQS
+// queues of their own there, so that tests using S3 or SQS can run side by
+// side and in CI, which starts moto with scripts/services.sh --moto. It never
+// skips: without moto the test fails.
+package testmoto
 
 import (
 	"context"
