@@ -263,7 +263,7 @@ func (s *Server) reverseTransfer(ctx context.Context, in *reversalInput) (*trans
 	if err != nil {
 		return nil, err
 	}
-	t, created, err := s.deps.Ledger.Reverse(ctx, id, key)
+	t, created, err := s.deps.Ledger.Reverse(ctx, ledger.ReverseParams{TransferID: id, IdempotencyKey: key})
 	return s.transferResult(t, created, err)
 }
 

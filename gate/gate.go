@@ -144,6 +144,9 @@ func New(client redis.UniversalClient, cfg Config) (*Gate, error) {
 type Admission struct {
 	// ClientID names the rate-limit bucket.
 	ClientID string
+	// RatePerSecond, when above 0, is this client's own rate (its burst equal,
+	// rounded up), in place of Config.RatePerSecond. AdmitBatch takes the first item's.
+	RatePerSecond float64
 	// IdempotencyKey deduplicates: the first admission with a key wins for IdempotencyTTL.
 	IdempotencyKey string
 	// EventID is the id the event is stored under; a duplicate reports the original's.
@@ -275,16 +278,23 @@ func (g *Gate) admitBatch(ctx context.Context, batch []Admission, enqueue bool) 
 	if len(batch) > BatchSizeMax {
 		return nil, fmt.Errorf("%w: %d events, at most %d", ErrBatchTooLarge, len(batch), BatchSizeMax)
 	}
-	if g.cfg.RatePerSecond > 0 && len(batch) > g.cfg.Burst {
-		return nil, fmt.Errorf("%w: %d events, burst %d", ErrBatchOverBurst, len(batch), g.cfg.Burst)
+	rate, burst := g.cfg.RatePerSecond, g.cfg.Burst
+	if own := batch[0].RatePerSecond; own > 0 {
+		if math.IsInf(own, 0) || own < rateMin {
+			return nil, fmt.Errorf("client rate per second %v: must be finite and at least %v", own, rateMin)
+		}
+		rate, burst = own, min(burstMax, max(1, int(math.Ceil(own))))
+	}
+	if rate > 0 && len(batch) > burst {
+		return nil, fmt.Errorf("%w: %d events, burst %d", ErrBatchOverBurst, len(batch), burst)
 	}
 	clientID := batch[0].ClientID
 	keys := make([]string, 0, 2+2*len(batch))
 	keys = append(keys, g.cfg.KeyPrefix+"ratelimit:"+clientID, g.cfg.Stream)
 	args := make([]any, 0, 7+len(batch)*(5+2*3))
 	args = append(args,
-		strconv.FormatFloat(g.cfg.RatePerSecond, 'g', -1, 64),
-		g.cfg.Burst,
+		strconv.FormatFloat(rate, 'g', -1, 64),
+		burst,
 		g.cfg.IdempotencyTTL.Milliseconds(),
 		bucketIdleMargin.Milliseconds(),
 		len(batch),

@@ -203,6 +203,39 @@ func TestAdmit_RateLimitedUntilRetryAfter(t *testing.T) {
 	require.Equal(t, Accepted, res.Outcome)
 }
 
+func TestAdmit_ClientsOwnRateReplacesTheDefault(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	g, _, _ := newTestGate(t, Config{RatePerSecond: 100})
+
+	// A client with its own rate of 2/s gets a burst of 2, whatever the default.
+	for i := range 2 {
+		a := testAdmission("slow-key", "slow-"+strconv.Itoa(i))
+		a.RatePerSecond = 2
+		res, err := g.Admit(ctx, a)
+		require.NoError(t, err)
+		require.Equal(t, Accepted, res.Outcome, "event %d", i)
+	}
+	a := testAdmission("slow-key", "slow-limited")
+	a.RatePerSecond = 2
+	res, err := g.Admit(ctx, a)
+	require.NoError(t, err)
+	require.Equal(t, RateLimited, res.Outcome)
+
+	// A batch over the client's own burst is refused as a whole.
+	batch := []Admission{testAdmission("slow-key", "b-1"), testAdmission("slow-key", "b-2"), testAdmission("slow-key", "b-3")}
+	batch[0].RatePerSecond = 2
+	_, err = g.AdmitBatch(ctx, batch)
+	require.ErrorIs(t, err, ErrBatchOverBurst)
+
+	// Without its own rate a client keeps the default (100/s).
+	for i := range 10 {
+		res, err := g.Admit(ctx, testAdmission("default-key", "d-"+strconv.Itoa(i)))
+		require.NoError(t, err)
+		require.Equal(t, Accepted, res.Outcome)
+	}
+}
+
 func TestAdmit_DuplicateConsumesRateToken(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()

@@ -22,6 +22,8 @@ const (
 	SourceLengthMax         = 100
 	TypeLengthMax           = 100
 	OrderIDLengthMax        = 100
+	// APIKeyIDLengthMax matches the api_keys.id format.
+	APIKeyIDLengthMax = 32
 )
 
 // Event is an accepted event as it travels on the queue.
@@ -35,6 +37,8 @@ type Event struct {
 	OccurredAt     *time.Time      `json:"occurred_at,omitempty"`
 	ReceivedAt     time.Time       `json:"received_at"`
 	CorrelationID  string          `json:"correlation_id,omitempty"`
+	// APIKeyID is the key that sent the event; empty when authentication was off.
+	APIKeyID string `json:"api_key_id,omitempty"`
 }
 
 // Encode is the queue message body of e.
@@ -76,6 +80,9 @@ func (e Event) validate() error {
 	}
 	if n := len(e.Type); n == 0 || n > TypeLengthMax {
 		errs = append(errs, fmt.Errorf("type must have 1 to %d bytes", TypeLengthMax))
+	}
+	if len(e.APIKeyID) > APIKeyIDLengthMax {
+		errs = append(errs, fmt.Errorf("api_key_id must have at most %d bytes", APIKeyIDLengthMax))
 	}
 	if len(e.OrderID) > OrderIDLengthMax {
 		errs = append(errs, fmt.Errorf("order_id must have at most %d bytes", OrderIDLengthMax))

@@ -85,22 +85,23 @@ func (s *Store) ClaimMany(ctx context.Context, events []Event) ([]ClaimResult, e
 	}
 	n := len(events)
 	ids, keys, sources, types, orders := make([]uuid.UUID, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	payloads, correlations := make([]string, n), make([]string, n)
+	payloads, correlations, apiKeys := make([]string, n), make([]string, n), make([]string, n)
 	occurred, received := make([]*time.Time, n), make([]time.Time, n)
 	for i, e := range events {
 		ids[i], keys[i], sources[i], types[i], orders[i] = e.ID, e.IdempotencyKey, e.Source, e.Type, e.OrderID
 		payloads[i], correlations[i], occurred[i], received[i] = string(e.Payload), e.CorrelationID, e.OccurredAt, e.ReceivedAt
+		apiKeys[i] = e.APIKeyID
 	}
 	batch := &pgx.Batch{}
 	// No conflict target: two claims of one new event race on the primary key too.
 	batch.Queue(`INSERT INTO ingestion_events
-			(id, idempotency_key, source, type, order_id, payload, occurred_at, received_at, correlation_id)
-		SELECT id, key, src, typ, nullif(ord, ''), payload::jsonb, occ, rcv, nullif(cid, '')
-		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[])
-			AS u(id, key, src, typ, ord, payload, occ, rcv, cid)
+			(id, idempotency_key, source, type, order_id, payload, occurred_at, received_at, correlation_id, api_key_id)
+		SELECT id, key, src, typ, nullif(ord, ''), payload::jsonb, occ, rcv, nullif(cid, ''), nullif(kid, '')
+		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[])
+			AS u(id, key, src, typ, ord, payload, occ, rcv, cid, kid)
 		ORDER BY id
 		ON CONFLICT DO NOTHING`,
-		ids, keys, sources, types, orders, payloads, occurred, received, correlations)
+		ids, keys, sources, types, orders, payloads, occurred, received, correlations, apiKeys)
 	claimed := map[uuid.UUID]Record{}
 	batch.Queue(`UPDATE ingestion_events SET status = 'PROCESSING', attempts = attempts + 1
 		WHERE (id, idempotency_key) IN (SELECT * FROM unnest($1::uuid[], $2::text[])) AND status = 'PENDING'
@@ -392,14 +393,14 @@ func (s *Store) List(ctx context.Context, p ListParams) ([]Record, bool, error) 
 }
 
 const recordColumns = `id, idempotency_key, source, type, coalesce(order_id, ''), payload, occurred_at, received_at,
-	coalesce(correlation_id, ''), status, attempts, replays, coalesce(last_error, ''), created_at, updated_at`
+	coalesce(correlation_id, ''), coalesce(api_key_id, ''), status, attempts, replays, coalesce(last_error, ''), created_at, updated_at`
 
 func scanRecord(row pgx.Row) (Record, error) {
 	var r Record
 	var payload []byte
 	var status string
 	err := row.Scan(&r.ID, &r.IdempotencyKey, &r.Source, &r.Type, &r.OrderID, &payload, &r.OccurredAt, &r.ReceivedAt,
-		&r.CorrelationID, &status, &r.Attempts, &r.Replays, &r.LastError, &r.CreatedAt, &r.UpdatedAt)
+		&r.CorrelationID, &r.APIKeyID, &status, &r.Attempts, &r.Replays, &r.LastError, &r.CreatedAt, &r.UpdatedAt)
 	r.Payload = json.RawMessage(payload)
 	r.Status = Status(status)
 	return r, err

@@ -18,6 +18,7 @@ func TestClaim_NewEventIsStoredAndClaimedForItsFirstAttempt(t *testing.T) {
 	store := ingest.NewStore(pool)
 	e := orderEvent(t, "o-1", "paid", time.Now().Add(-time.Minute))
 	e.CorrelationID = "corr-1"
+	e.APIKeyID = "key1"
 
 	outcome, rec, err := store.Claim(t.Context(), e)
 	require.NoError(t, err)
@@ -32,6 +33,7 @@ func TestClaim_NewEventIsStoredAndClaimedForItsFirstAttempt(t *testing.T) {
 	require.Equal(t, e.Type, rec.Type)
 	require.Equal(t, "o-1", rec.OrderID)
 	require.Equal(t, "corr-1", rec.CorrelationID)
+	require.Equal(t, "key1", rec.APIKeyID)
 	require.JSONEq(t, string(e.Payload), string(rec.Payload))
 	require.NotNil(t, rec.OccurredAt)
 	require.True(t, e.OccurredAt.Equal(*rec.OccurredAt))
@@ -54,8 +56,9 @@ func TestClaim_EventWithoutOptionalFieldsStoresThemAsAbsent(t *testing.T) {
 	require.Empty(t, rec.OrderID)
 	require.Nil(t, rec.OccurredAt)
 	require.Empty(t, rec.CorrelationID)
+	require.Empty(t, rec.APIKeyID)
 	require.Equal(t, 1, count(t, pool, `SELECT count(*) FROM ingestion_events
-		WHERE id = $1 AND order_id IS NULL AND correlation_id IS NULL AND occurred_at IS NULL`, e.ID))
+		WHERE id = $1 AND order_id IS NULL AND correlation_id IS NULL AND occurred_at IS NULL AND api_key_id IS NULL`, e.ID))
 }
 
 func TestClaim_SameEventAgainIsNotClaimable(t *testing.T) {

@@ -35,7 +35,9 @@ type Account struct {
 	// AllowNegative marks an account that may go below zero: an external
 	// (world) account through which money enters the ledger.
 	AllowNegative bool
-	Balance       decimal.Decimal
+	// APIKeyID is the key that opened the account; "" when authentication was off.
+	APIKeyID string
+	Balance  decimal.Decimal
 	// Version counts the events of the account's stream (AccountStream).
 	Version   int64
 	CreatedAt time.Time
@@ -49,6 +51,8 @@ type CreateAccountParams struct {
 	// empty means DefaultCurrency.
 	Currency      string
 	AllowNegative bool
+	// APIKeyID records who asked.
+	APIKeyID string
 }
 
 func (p CreateAccountParams) validate() (CreateAccountParams, error) {
@@ -59,8 +63,8 @@ func (p CreateAccountParams) validate() (CreateAccountParams, error) {
 		return p, err
 	}
 	n := utf8.RuneCountInString(p.Name)
-	if !utf8.ValidString(p.Name) || strings.TrimSpace(p.Name) == "" || n > accountNameMax {
-		return p, fmt.Errorf("account name must be 1 to %d characters of UTF-8, not all blank: %w", accountNameMax, ErrInvalidInput)
+	if !utf8.ValidString(p.Name) || strings.TrimSpace(p.Name) == "" || n > accountNameMax || strings.ContainsRune(p.Name, 0) {
+		return p, fmt.Errorf("account name must be 1 to %d characters of UTF-8 without NUL, not all blank: %w", accountNameMax, ErrInvalidInput)
 	}
 	return p, nil
 }

@@ -70,6 +70,7 @@ func TestCreateAccount_RefusesInvalidNameOrCurrencyAndWritesNothing(t *testing.T
 		{name: "blank name", params: ledger.CreateAccountParams{Name: "  \t"}},
 		{name: "201 characters", params: ledger.CreateAccountParams{Name: string(long)}},
 		{name: "invalid UTF-8", params: ledger.CreateAccountParams{Name: "a\xffb"}},
+		{name: "NUL in the name", params: ledger.CreateAccountParams{Name: "a\x00b"}},
 		{name: "lower-case currency", params: ledger.CreateAccountParams{Name: "a", Currency: "usd"}},
 		{name: "four-letter currency", params: ledger.CreateAccountParams{Name: "a", Currency: "USDT"}},
 	}
@@ -114,4 +115,20 @@ func TestNewService_RejectsBadConfig(t *testing.T) {
 	svc, err := ledger.NewService(pool, ledger.Config{})
 	require.NoError(t, err)
 	require.NotNil(t, svc)
+}
+
+func TestCreateAccount_RecordsTheAPIKeyThatOpenedIt(t *testing.T) {
+	t.Parallel()
+	svc, _ := newLedger(t, ledger.LockPostgres)
+
+	created, err := svc.CreateAccount(t.Context(), ledger.CreateAccountParams{Name: "a", APIKeyID: "k3y"})
+	require.NoError(t, err)
+	got, err := svc.GetAccount(t.Context(), created.ID)
+	require.NoError(t, err)
+	require.Equal(t, "k3y", got.APIKeyID)
+
+	anonymous := openAccount(t, svc, "b", false)
+	got, err = svc.GetAccount(t.Context(), anonymous.ID)
+	require.NoError(t, err)
+	require.Empty(t, got.APIKeyID)
 }

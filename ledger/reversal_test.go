@@ -20,7 +20,7 @@ func TestReverse_RestoresBothBalancesOnce(t *testing.T) {
 	original := move(t, svc, alice.ID, bob.ID, "40.25")
 	require.Equal(t, "59.7500", balanceOf(t, svc, alice.ID))
 
-	reversal, created, err := svc.Reverse(ctx, original.ID, "undo-1")
+	reversal, created, err := svc.Reverse(ctx, ledger.ReverseParams{TransferID: original.ID, IdempotencyKey: "undo-1"})
 	require.NoError(t, err)
 	require.True(t, created)
 	require.Equal(t, original.ID, reversal.ReversalOf)
@@ -30,12 +30,12 @@ func TestReverse_RestoresBothBalancesOnce(t *testing.T) {
 	require.Equal(t, "100.0000", balanceOf(t, svc, alice.ID))
 	require.Equal(t, "0.0000", balanceOf(t, svc, bob.ID))
 
-	again, created, err := svc.Reverse(ctx, original.ID, "undo-1")
+	again, created, err := svc.Reverse(ctx, ledger.ReverseParams{TransferID: original.ID, IdempotencyKey: "undo-1"})
 	require.NoError(t, err)
 	require.False(t, created, "the same key returns the same reversal")
 	require.Equal(t, reversal.ID, again.ID)
 
-	_, _, err = svc.Reverse(ctx, original.ID, "undo-2")
+	_, _, err = svc.Reverse(ctx, ledger.ReverseParams{TransferID: original.ID, IdempotencyKey: "undo-2"})
 	require.ErrorIs(t, err, ledger.ErrAlreadyReversed)
 	require.Equal(t, "100.0000", balanceOf(t, svc, alice.ID))
 	require.Equal(t, 3, countRows(t, pool, "transfers"))
@@ -62,14 +62,14 @@ func TestReverse_IsRefusedWhenTheReceiverSpentTheMoney(t *testing.T) {
 	move(t, svc, bob.ID, world.ID, "30")
 	before := rowCounts(t, pool)
 
-	_, _, err := svc.Reverse(t.Context(), original.ID, "undo")
+	_, _, err := svc.Reverse(t.Context(), ledger.ReverseParams{TransferID: original.ID, IdempotencyKey: "undo"})
 	require.ErrorIs(t, err, ledger.ErrInsufficientFunds)
 	require.Equal(t, before, rowCounts(t, pool))
 	require.Equal(t, "10.0000", balanceOf(t, svc, bob.ID))
 
 	// The key was not consumed: once bob has the money again, it works.
 	move(t, svc, world.ID, bob.ID, "30")
-	_, created, err := svc.Reverse(t.Context(), original.ID, "undo")
+	_, created, err := svc.Reverse(t.Context(), ledger.ReverseParams{TransferID: original.ID, IdempotencyKey: "undo"})
 	require.NoError(t, err)
 	require.True(t, created)
 	require.Equal(t, "0.0000", balanceOf(t, svc, bob.ID))
@@ -80,7 +80,7 @@ func TestReverse_UnknownTransferIsNotFound(t *testing.T) {
 	t.Parallel()
 	svc, _ := newLedger(t, ledger.LockPostgres)
 
-	_, _, err := svc.Reverse(t.Context(), uuid.New(), "undo")
+	_, _, err := svc.Reverse(t.Context(), ledger.ReverseParams{TransferID: uuid.New(), IdempotencyKey: "undo"})
 	require.ErrorIs(t, err, ledger.ErrTransferNotFound)
 }
 
@@ -92,7 +92,7 @@ func TestReverse_KeyOfAnotherTransferIsConflict(t *testing.T) {
 	original, _, err := svc.Transfer(t.Context(), ledger.TransferParams{From: alice.ID, To: bob.ID, Amount: mustAmount(t, "5"), IdempotencyKey: "pay"})
 	require.NoError(t, err)
 
-	_, _, err = svc.Reverse(t.Context(), original.ID, "pay")
+	_, _, err = svc.Reverse(t.Context(), ledger.ReverseParams{TransferID: original.ID, IdempotencyKey: "pay"})
 	require.ErrorIs(t, err, ledger.ErrIdempotencyConflict)
 	require.Equal(t, "5.0000", balanceOf(t, svc, bob.ID))
 }

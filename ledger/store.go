@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -66,15 +67,21 @@ func translate(err error) error {
 	if pgErr.Code == sqlStateNumericOutOfRange {
 		return fmt.Errorf("%s: %w", pgErr.Message, ErrInvalidAmount)
 	}
+	// Class 22 (data exception: a NUL in text, an invalid escape in JSON...)
+	// is the request's fault, never a transient failure worth a retry.
+	if strings.HasPrefix(pgErr.Code, "22") {
+		return fmt.Errorf("%s: %w", pgErr.Message, ErrInvalidInput)
+	}
 	return err
 }
 
 // insertAccountTx inserts an account and its zero balance at version.
 func insertAccountTx(ctx context.Context, tx pgx.Tx, id uuid.UUID, p CreateAccountParams, version int64) (Account, error) {
-	a := Account{ID: id, Name: p.Name, Currency: p.Currency, AllowNegative: p.AllowNegative, Version: version}
+	a := Account{ID: id, Name: p.Name, Currency: p.Currency, AllowNegative: p.AllowNegative, APIKeyID: p.APIKeyID, Version: version}
 	batch := &pgx.Batch{}
-	batch.Queue(`INSERT INTO accounts (id, name, currency, allow_negative) VALUES ($1, $2, $3, $4) RETURNING created_at`,
-		id, p.Name, p.Currency, p.AllowNegative).QueryRow(func(row pgx.Row) error { return row.Scan(&a.CreatedAt) })
+	batch.Queue(`INSERT INTO accounts (id, name, currency, allow_negative, api_key_id) VALUES ($1, $2, $3, $4, nullif($5, ''))
+		RETURNING created_at`,
+		id, p.Name, p.Currency, p.AllowNegative, p.APIKeyID).QueryRow(func(row pgx.Row) error { return row.Scan(&a.CreatedAt) })
 	batch.Queue(`INSERT INTO account_balances (account_id, currency, allow_negative, version) VALUES ($1, $2, $3, $4)
 		RETURNING balance`, id, p.Currency, p.AllowNegative, version).QueryRow(func(row pgx.Row) error { return row.Scan(&a.Balance) })
 	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
@@ -85,9 +92,9 @@ func insertAccountTx(ctx context.Context, tx pgx.Tx, id uuid.UUID, p CreateAccou
 
 func getAccount(ctx context.Context, q querier, id uuid.UUID) (Account, error) {
 	var a Account
-	err := q.QueryRow(ctx, `SELECT a.id, a.name, a.currency, a.allow_negative, b.balance, b.version, a.created_at
+	err := q.QueryRow(ctx, `SELECT a.id, a.name, a.currency, a.allow_negative, coalesce(a.api_key_id, ''), b.balance, b.version, a.created_at
 		FROM accounts a JOIN account_balances b ON b.account_id = a.id WHERE a.id = $1`, id).
-		Scan(&a.ID, &a.Name, &a.Currency, &a.AllowNegative, &a.Balance, &a.Version, &a.CreatedAt)
+		Scan(&a.ID, &a.Name, &a.Currency, &a.AllowNegative, &a.APIKeyID, &a.Balance, &a.Version, &a.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Account{}, fmt.Errorf("account %s: %w", id, ErrAccountNotFound)
 	}
@@ -195,8 +202,8 @@ func writeTransferTx(ctx context.Context, tx pgx.Tx, p transferPlan) (writtenTra
 	// Entries and balances are written only if the transfer row was: the
 	// other CTEs read the first one's RETURNING.
 	rows, err := tx.Query(ctx, `WITH transfer AS (
-			INSERT INTO transfers (id, idempotency_key, request_hash, from_account_id, to_account_id, amount, currency, reversal_of, metadata)
-			VALUES ($1, $2, $3, $4, $5, $6::numeric, $7, $8, $9::jsonb)
+			INSERT INTO transfers (id, idempotency_key, request_hash, from_account_id, to_account_id, amount, currency, reversal_of, metadata, api_key_id)
+			VALUES ($1, $2, $3, $4, $5, $6::numeric, $7, $8, $9::jsonb, nullif($14, ''))
 			ON CONFLICT (idempotency_key) DO NOTHING
 			RETURNING id, created_at
 		), entry AS (
@@ -213,7 +220,7 @@ func writeTransferTx(ctx context.Context, tx pgx.Tx, p transferPlan) (writtenTra
 		SELECT transfer.created_at, entry.id, entry.account_id, entry.amount, balance.balance, balance.version
 		FROM transfer, entry JOIN balance ON balance.account_id = entry.account_id`,
 		p.id, p.req.key, p.req.hash, p.req.from, p.req.to, formatAmount(p.req.amount), p.currency, reversalOf, string(p.req.metadata),
-		entryIDs, accounts, amounts, directions)
+		entryIDs, accounts, amounts, directions, p.req.apiKeyID)
 	if err != nil {
 		return writtenTransfer{}, fmt.Errorf("write transfer: %w", translate(err))
 	}
@@ -240,13 +247,13 @@ type storedTransfer struct {
 }
 
 const transferColumns = `id, idempotency_key, request_hash, from_account_id, to_account_id, amount, currency, status,
-	reversal_of, metadata, created_at`
+	reversal_of, metadata, coalesce(api_key_id, ''), created_at`
 
 func scanTransfer(row pgx.Row) (storedTransfer, error) {
 	var t storedTransfer
 	var reversalOf uuid.NullUUID
 	err := row.Scan(&t.ID, &t.IdempotencyKey, &t.requestHash, &t.FromAccountID, &t.ToAccountID, &t.Amount, &t.Currency,
-		&t.Status, &reversalOf, &t.Metadata, &t.CreatedAt)
+		&t.Status, &reversalOf, &t.Metadata, &t.APIKeyID, &t.CreatedAt)
 	t.ReversalOf = reversalOf.UUID
 	return t, err
 }

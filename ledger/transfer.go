@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -42,7 +43,9 @@ type Transfer struct {
 	// ReversalOf is the transfer this one reverses, or uuid.Nil.
 	ReversalOf uuid.UUID
 	// Metadata is the client's, as JSON decodes it (numbers are float64).
-	Metadata  map[string]any
+	Metadata map[string]any
+	// APIKeyID is the key that made the transfer; "" when authentication was off.
+	APIKeyID  string
 	CreatedAt time.Time
 }
 
@@ -57,6 +60,16 @@ type TransferParams struct {
 	IdempotencyKey string
 	// Metadata is stored with the transfer; at most 16 KiB as JSON.
 	Metadata map[string]any
+	// APIKeyID records who asked (see Transfer.APIKeyID); it is not part of
+	// the request's identity, so a retry under another key is still a replay.
+	APIKeyID string
+}
+
+// ReverseParams names the transfer to undo and the key of the reversal.
+type ReverseParams struct {
+	TransferID     uuid.UUID
+	IdempotencyKey string
+	APIKeyID       string
 }
 
 // transferRequest is a validated transfer, with the hash that identifies it.
@@ -67,6 +80,7 @@ type transferRequest struct {
 	key        string
 	metadata   json.RawMessage // canonical: encoding/json sorts map keys
 	reversalOf uuid.UUID
+	apiKeyID   string
 	hash       string
 }
 
@@ -98,7 +112,7 @@ func newTransferRequest(p TransferParams, reversalOf uuid.UUID) (transferRequest
 	}
 	r := transferRequest{
 		from: p.From, to: p.To, amount: p.Amount.Round(AmountPlaces), currency: p.Currency,
-		key: p.IdempotencyKey, metadata: encoded, reversalOf: reversalOf,
+		key: p.IdempotencyKey, metadata: encoded, reversalOf: reversalOf, apiKeyID: p.APIKeyID,
 	}
 	r.hash, err = r.computeHash()
 	if err != nil {
@@ -108,8 +122,8 @@ func newTransferRequest(p TransferParams, reversalOf uuid.UUID) (transferRequest
 }
 
 func checkIdempotencyKey(key string) error {
-	if key == "" || !utf8.ValidString(key) || utf8.RuneCountInString(key) > idempotencyKeyMax {
-		return fmt.Errorf("idempotency key must be 1 to %d characters of UTF-8: %w", idempotencyKeyMax, ErrInvalidInput)
+	if key == "" || !utf8.ValidString(key) || utf8.RuneCountInString(key) > idempotencyKeyMax || strings.ContainsRune(key, 0) {
+		return fmt.Errorf("idempotency key must be 1 to %d characters of UTF-8 without NUL: %w", idempotencyKeyMax, ErrInvalidInput)
 	}
 	return nil
 }
@@ -158,20 +172,20 @@ func (s *Service) Transfer(ctx context.Context, p TransferParams) (t Transfer, c
 // (created false); a second reversal under another key is
 // ErrAlreadyReversed. It is subject to the balance check like any transfer:
 // when the receiver has spent the money, ErrInsufficientFunds.
-func (s *Service) Reverse(ctx context.Context, transferID uuid.UUID, idempotencyKey string) (t Transfer, created bool, err error) {
-	if err := checkIdempotencyKey(idempotencyKey); err != nil {
-		return Transfer{}, false, fmt.Errorf("reverse transfer %s: %w", transferID, err)
+func (s *Service) Reverse(ctx context.Context, p ReverseParams) (t Transfer, created bool, err error) {
+	if err := checkIdempotencyKey(p.IdempotencyKey); err != nil {
+		return Transfer{}, false, fmt.Errorf("reverse transfer %s: %w", p.TransferID, err)
 	}
-	original, err := s.GetTransfer(ctx, transferID)
+	original, err := s.GetTransfer(ctx, p.TransferID)
 	if err != nil {
 		return Transfer{}, false, fmt.Errorf("reverse: %w", err)
 	}
 	req, err := newTransferRequest(TransferParams{
 		From: original.ToAccountID, To: original.FromAccountID, Amount: original.Amount,
-		Currency: original.Currency, IdempotencyKey: idempotencyKey,
+		Currency: original.Currency, IdempotencyKey: p.IdempotencyKey, APIKeyID: p.APIKeyID,
 	}, original.ID)
 	if err != nil {
-		return Transfer{}, false, fmt.Errorf("reverse transfer %s: %w", transferID, err)
+		return Transfer{}, false, fmt.Errorf("reverse transfer %s: %w", p.TransferID, err)
 	}
 	return s.transfer(ctx, req)
 }
@@ -429,6 +443,6 @@ func (p transferPlan) transfer(createdAt time.Time) Transfer {
 	return Transfer{
 		ID: p.id, IdempotencyKey: p.req.key, FromAccountID: p.req.from, ToAccountID: p.req.to,
 		Amount: p.req.amount, Currency: p.currency, Status: StatusCompleted, ReversalOf: p.req.reversalOf,
-		Metadata: metadata, CreatedAt: createdAt,
+		Metadata: metadata, APIKeyID: p.req.apiKeyID, CreatedAt: createdAt,
 	}
 }

@@ -339,3 +339,47 @@ func TestTransfer_AccountStreamVersionEqualsBalanceVersion(t *testing.T) {
 		require.Equal(t, want.balance, a.Balance.StringFixed(4))
 	}
 }
+
+func TestTransfer_RecordsTheAPIKeyAndRefusesUnstorableTextAsInvalidInput(t *testing.T) {
+	t.Parallel()
+	svc, pool := newLedger(t, ledger.LockPostgres)
+	world, alice := fundedAccount(t, svc, "10")
+	ctx := t.Context()
+
+	tr, created, err := svc.Transfer(ctx, ledger.TransferParams{
+		From: alice.ID, To: world.ID, Amount: mustAmount(t, "1"), IdempotencyKey: "by-key", APIKeyID: "k1",
+	})
+	require.NoError(t, err)
+	require.True(t, created)
+	got, err := svc.GetTransfer(ctx, tr.ID)
+	require.NoError(t, err)
+	require.Equal(t, "k1", got.APIKeyID)
+
+	// The same request under another key is a replay, not a conflict: who asked
+	// is recorded, not part of what was asked.
+	again, created, err := svc.Transfer(ctx, ledger.TransferParams{
+		From: alice.ID, To: world.ID, Amount: mustAmount(t, "1"), IdempotencyKey: "by-key", APIKeyID: "k2",
+	})
+	require.NoError(t, err)
+	require.False(t, created)
+	require.Equal(t, tr.ID, again.ID)
+	require.Equal(t, "k1", again.APIKeyID)
+
+	reversal, created, err := svc.Reverse(ctx, ledger.ReverseParams{TransferID: tr.ID, IdempotencyKey: "undo", APIKeyID: "k2"})
+	require.NoError(t, err)
+	require.True(t, created)
+	require.Equal(t, "k2", reversal.APIKeyID)
+
+	// Postgres refuses a NUL in jsonb (SQLSTATE 22P05): that is the request's
+	// fault, never a transient error a client would retry for ever.
+	before := countRows(t, pool, "transfers")
+	_, _, err = svc.Transfer(ctx, ledger.TransferParams{
+		From: alice.ID, To: world.ID, Amount: mustAmount(t, "1"), IdempotencyKey: "nul", Metadata: map[string]any{"note": "a\x00b"},
+	})
+	require.ErrorIs(t, err, ledger.ErrInvalidInput)
+	_, _, err = svc.Transfer(ctx, ledger.TransferParams{
+		From: alice.ID, To: world.ID, Amount: mustAmount(t, "1"), IdempotencyKey: "nul\x00key",
+	})
+	require.ErrorIs(t, err, ledger.ErrInvalidInput)
+	require.Equal(t, before, countRows(t, pool, "transfers"))
+}

@@ -39,7 +39,7 @@ func newBook(t *testing.T) *book {
 	b.move(t, b.world.ID, b.alice.ID, "100")
 	b.move(t, b.alice.ID, b.bob.ID, "30")
 	tr := b.move(t, b.bob.ID, b.alice.ID, "5")
-	_, created, err := svc.Reverse(t.Context(), tr.ID, uuid.NewString())
+	_, created, err := svc.Reverse(t.Context(), ledger.ReverseParams{TransferID: tr.ID, IdempotencyKey: uuid.NewString()})
 	require.NoError(t, err)
 	require.True(t, created)
 	b.transfers++
