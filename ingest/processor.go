@@ -137,6 +137,15 @@ func (p *Processor) ProcessBatch(ctx context.Context, events []Event) []BatchRes
 			results[i].Outcome = OutcomeDuplicate
 			continue
 		case NotClaimable:
+			if c.Record.Status == StatusFailed {
+				// Its message comes again: the process that failed it died before
+				// the dead letter was recorded (or recorded it, and this is a
+				// redelivery). Failing it again lets the poison queue record the
+				// letter, at most once per message, so no FAILED event is left
+				// out of the dead-letter queue.
+				results[i].Err = &PermanentError{Err: fmt.Errorf("event %s is already FAILED: %s", c.Record.ID, c.Record.LastError)}
+				continue
+			}
 			results[i].Outcome = OutcomeSkipped
 			continue
 		}

@@ -264,6 +264,27 @@ func TestProcessor_RuleViolationFailsPermanentlyAtOnce(t *testing.T) {
 	require.Zero(t, count(t, f.pool, `SELECT count(*) FROM outbox`))
 }
 
+// A worker killed after it failed an event, before the poison queue recorded
+// the dead letter, leaves the message to be delivered again: that delivery
+// must fail permanently too, or the FAILED event never reaches the dead-letter
+// queue (the chaos runner's worker kills found this).
+func TestProcessor_FailedEventDeliveredAgainFailsPermanentlyAgainWithoutAnAttempt(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	e := orderEvent(t, "o-1", "paid", time.Now())
+	e.OrderID = ""
+	_, err := f.proc.Process(t.Context(), e)
+	require.True(t, ingest.IsPermanent(err), "%v", err)
+
+	outcome, err := f.proc.Process(t.Context(), e)
+	require.Empty(t, outcome)
+	require.True(t, ingest.IsPermanent(err), "%v", err)
+	require.ErrorContains(t, err, "is already FAILED: order_updates event needs order_id")
+	rec := f.record(t, e.ID)
+	require.Equal(t, ingest.StatusFailed, rec.Status)
+	require.Equal(t, 1, rec.Attempts, "no attempt is spent on it")
+}
+
 func TestProcessor_ArchiveFailureIsRetriedThenFailsOnTheLastAttempt(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
