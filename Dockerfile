@@ -40,6 +40,10 @@ COPY --from=build /out/daybook /daybook
 COPY --from=build --chown=65532:65532 /out/data /var/lib/daybook
 WORKDIR /var/lib/daybook
 USER nonroot
-EXPOSE 8080
+# A container is reached from outside its own loopback, so the image listens on
+# every interface. Daybook then refuses to start until a key exists (give one in
+# DAYBOOK_BOOTSTRAP_KEY) or DAYBOOK_AUTH=off says otherwise: never open by default.
+ENV DAYBOOK_HTTP_ADDR=:8080 DAYBOOK_WORKER_ADDR=:8081
+EXPOSE 8080 8081
 ENTRYPOINT ["/daybook"]
 CMD ["run"]

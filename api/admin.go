@@ -10,12 +10,13 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/google/uuid"
 
+	"github.com/daybook/daybook/apikey"
 	"github.com/daybook/daybook/deadletter"
 	"github.com/daybook/daybook/ingest"
 	"github.com/daybook/daybook/replay"
 )
 
-var adminSecurity = []map[string][]string{{"admin": {}}}
+var adminSecurity = requires(apikey.ScopeAdmin)
 
 type replayOutput struct {
 	Body EventOut
@@ -81,16 +82,16 @@ type replayDLQOutput struct {
 }
 
 func (s *Server) registerAdmin() {
-	huma.Register(s.api, huma.Operation{
+	register(s, huma.Operation{
 		OperationID: "replayEvent", Method: http.MethodPost, Path: "/admin/replay/{id}", Tags: []string{"Admin"},
 		Summary:       "Put a FAILED, dead-lettered or stuck event back on the queue",
 		DefaultStatus: http.StatusAccepted, Errors: []int{401, 404, 409, 422, 503}, Security: adminSecurity,
 	}, s.replayEvent)
-	huma.Register(s.api, huma.Operation{
+	register(s, huma.Operation{
 		OperationID: "listDeadLetters", Method: http.MethodGet, Path: "/admin/dlq", Tags: []string{"Admin"},
 		Summary: "Dead letters waiting for a replay", Errors: []int{401, 422}, Security: adminSecurity,
 	}, s.listDeadLetters)
-	huma.Register(s.api, huma.Operation{
+	register(s, huma.Operation{
 		OperationID: "replayDeadLetters", Method: http.MethodPost, Path: "/admin/dlq/replay", Tags: []string{"Admin"},
 		Summary:       "Replay dead letters by id, or all of them",
 		DefaultStatus: http.StatusAccepted, Errors: []int{401, 422, 503}, Security: adminSecurity,
@@ -117,12 +118,9 @@ func (s *Server) replayEvent(ctx context.Context, in *eventIDInput) (*replayOutp
 }
 
 func (s *Server) listDeadLetters(ctx context.Context, in *listDLQInput) (*listDLQOutput, error) {
-	var after uuid.UUID
-	if in.Cursor != "" {
-		var err error
-		if after, err = uuid.Parse(in.Cursor); err != nil {
-			return nil, huma.Error422UnprocessableEntity("cursor is not one this API gave out", err)
-		}
+	after, err := decodeCursor(in.Cursor)
+	if err != nil {
+		return nil, err
 	}
 	letters, more, err := s.deps.Dead.List(ctx, deadletter.ListParams{Waiting: !in.All, After: after, Limit: in.Limit})
 	if err != nil {
@@ -134,8 +132,7 @@ func (s *Server) listDeadLetters(ctx context.Context, in *listDLQInput) (*listDL
 		out.Body.Items[i] = deadLetterOut(l)
 	}
 	if more {
-		next := letters[len(letters)-1].ID.String()
-		out.Body.NextCursor = &next
+		out.Body.NextCursor = encodeCursor(letters[len(letters)-1].ID)
 	}
 	return out, nil
 }

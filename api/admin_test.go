@@ -12,41 +12,6 @@ import (
 	"github.com/daybook/daybook/ingest"
 )
 
-func TestAdmin_BearerTokenRequiredWhenConfigured(t *testing.T) {
-	t.Parallel()
-	s := newServer(t, withAdminToken("adm1n"))
-	unknown := uuid.Must(uuid.NewV7()).String()
-
-	for _, req := range []struct {
-		method, path string
-		body         []byte
-	}{
-		{http.MethodGet, "/admin/dlq", nil},
-		{http.MethodPost, "/admin/replay/" + unknown, nil},
-		{http.MethodPost, "/admin/dlq/replay", []byte(`{"all":true}`)},
-	} {
-		for name, auth := range map[string][]string{
-			"missing":      nil,
-			"wrong token":  {"Authorization", "Bearer adm1n-not"},
-			"not bearer":   {"Authorization", "Basic adm1n"},
-			"empty bearer": {"Authorization", "Bearer "},
-		} {
-			r := s.do(req.method, req.path, req.body, auth...)
-			requireProblem(t, r, http.StatusUnauthorized)
-			require.Equal(t, `Bearer realm="daybook-admin"`, r.header.Get("WWW-Authenticate"), "%s %s %s", req.method, req.path, name)
-		}
-	}
-
-	r := s.get("/admin/dlq", "Authorization", "Bearer adm1n")
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-	require.Equal(t, http.StatusOK, s.get("/admin/dlq", "Authorization", "bearer adm1n").status, "the scheme name is case-insensitive")
-	require.Equal(t, map[string]any{"items": []any{}, "next_cursor": nil}, fields(t, r))
-	requireProblem(t, s.do(http.MethodPost, "/admin/replay/"+unknown, nil, "Authorization", "Bearer adm1n"), http.StatusNotFound)
-	// Ingest and reads are not admin routes.
-	require.Equal(t, http.StatusAccepted, s.ingest(`{"source":"c","type":"t","payload":{}}`).status)
-	require.Equal(t, http.StatusOK, s.get("/events").status)
-}
-
 func TestAdminReplay_UnknownEventAnswers404(t *testing.T) {
 	t.Parallel()
 	s := newServer(t)

@@ -3,7 +3,6 @@ package api_test
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -12,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,10 +22,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/daybook/daybook/api"
+	"github.com/daybook/daybook/apikey"
 	"github.com/daybook/daybook/deadletter"
 	"github.com/daybook/daybook/gate"
 	"github.com/daybook/daybook/ingest"
 	"github.com/daybook/daybook/intake"
+	"github.com/daybook/daybook/internal/openapitest"
 	"github.com/daybook/daybook/internal/testdb"
 	"github.com/daybook/daybook/internal/testmoto"
 	"github.com/daybook/daybook/internal/testproxy"
@@ -34,6 +36,7 @@ import (
 	"github.com/daybook/daybook/observability"
 	"github.com/daybook/daybook/queue"
 	"github.com/daybook/daybook/replay"
+	"github.com/daybook/daybook/webhook"
 )
 
 // testServer is the whole API on real Postgres (a schema of its own) and real
@@ -50,6 +53,9 @@ type testServer struct {
 	events  *ingest.Store
 	dead    *deadletter.Store
 	metrics *observability.Metrics
+	// keys stores API keys; keyring is what the server authenticates against.
+	keys    *apikey.Store
+	keyring *apikey.Keyring
 }
 
 // serverSetup is what a test may change before the server is built.
@@ -70,16 +76,16 @@ func withLedgerLock(strategy string) serverOption {
 	return func(s *serverSetup) { s.ledgerLock = strategy }
 }
 
-func withAPIKeys(keys ...string) serverOption {
-	return func(s *serverSetup) { s.api.APIKeys = keys }
+// withWebhookSecret requires Standard Webhooks signatures under secrets
+// (comma-separated whsec_ values), with the verifier's clock at now.
+func withWebhookSecret(t *testing.T, secrets string, now func() time.Time) serverOption {
+	v, err := webhook.NewVerifier(secrets, now)
+	require.NoError(t, err)
+	return func(s *serverSetup) { s.api.Webhook = v }
 }
 
-func withHMACSecret(secret string) serverOption {
-	return func(s *serverSetup) { s.api.HMACSecret = secret }
-}
-
-func withAdminToken(token string) serverOption {
-	return func(s *serverSetup) { s.api.AdminToken = token }
+func withAuthOff() serverOption {
+	return func(s *serverSetup) { s.api.Auth = api.AuthOff }
 }
 
 func withRate(perSecond float64) serverOption {
@@ -139,6 +145,12 @@ func newServer(t *testing.T, opts ...serverOption) *testServer {
 		OnRetry: func(reason string) { metrics.LedgerTxRetries.WithLabelValues(reason).Inc() },
 	})
 	require.NoError(t, err)
+	keys := apikey.NewStore(pool)
+	keyring, err := apikey.NewKeyring(keys, apikey.KeyringConfig{Refresh: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	require.NoError(t, keyring.Start(t.Context()))
+	t.Cleanup(keyring.Stop)
+	setup.api.Keys = keyring
 	srv := api.New(api.Deps{
 		Pool: pool, Redis: serverRedis, RedisOptional: setup.sqs != nil, Gate: admitter, Events: events, Dead: dead, Ledger: book,
 		Replayer: replay.New(events, dead, queue.Sender{Pub: pub}, stream),
@@ -149,10 +161,23 @@ func newServer(t *testing.T, opts ...serverOption) *testServer {
 	// request is in flight when the pool and the client close.
 	t.Cleanup(hs.Close)
 	return &testServer{
-		t: t, url: hs.URL, client: hs.Client(), pool: pool, redis: client, prefix: prefix, stream: stream,
-		events: events, dead: dead, metrics: metrics,
+		t: t, url: hs.URL, client: openapitest.Client(t, hs.Client()), pool: pool, redis: client, prefix: prefix, stream: stream,
+		events: events, dead: dead, metrics: metrics, keys: keys, keyring: keyring,
 	}
 }
+
+// newKey creates an API key with scopes and makes the server know it at
+// once; it returns the secret key.
+func (s *testServer) newKey(scopes ...string) string {
+	s.t.Helper()
+	_, secret, err := s.keys.Create(s.t.Context(), apikey.CreateParams{Name: "test", Scopes: scopes})
+	require.NoError(s.t, err)
+	require.NoError(s.t, s.keyring.Refresh(s.t.Context()))
+	return secret
+}
+
+// bearer is the header pair that sends key.
+func bearer(key string) []string { return []string{"Authorization", "Bearer " + key} }
 
 // reply is one HTTP answer, read whole.
 type reply struct {
@@ -372,10 +397,19 @@ func bodyHashKey(canonical string) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-func sign(secret string, body []byte) string {
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write(body)
-	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+// testSecret is a Standard Webhooks secret for the tests (16 random bytes).
+const testSecret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
+
+// signed is the Standard Webhooks header triple of body, signed by secret.
+func signed(secret, id string, at time.Time, body []byte) []string {
+	keys, err := webhook.ParseSecrets(secret)
+	if err != nil {
+		panic(err)
+	}
+	return []string{
+		"webhook-id", id, "webhook-timestamp", strconv.FormatInt(at.Unix(), 10),
+		"webhook-signature", webhook.Sign(keys[0], id, at, body),
+	}
 }
 
 // eventOfSize is a valid event body of exactly n bytes.

@@ -9,6 +9,8 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/google/uuid"
 
+	"github.com/daybook/daybook/apikey"
+	"github.com/daybook/daybook/deadletter"
 	"github.com/daybook/daybook/ingest"
 )
 
@@ -23,6 +25,7 @@ type EventOut struct {
 	Attempts       int       `json:"attempts"`
 	Replays        int       `json:"replays"`
 	LastError      *string   `json:"last_error" nullable:"true"`
+	APIKeyID       string    `json:"api_key_id,omitempty" doc:"The API key that sent the event."`
 	CreatedAt      time.Time `json:"created_at"`
 	UpdatedAt      time.Time `json:"updated_at"`
 }
@@ -30,7 +33,8 @@ type EventOut struct {
 func eventOut(r ingest.Record) EventOut {
 	out := EventOut{
 		ID: r.ID.String(), IdempotencyKey: r.IdempotencyKey, Source: r.Source, Type: r.Type, OrderID: r.OrderID,
-		Status: string(r.Status), Attempts: r.Attempts, Replays: r.Replays, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		Status: string(r.Status), Attempts: r.Attempts, Replays: r.Replays, APIKeyID: r.APIKeyID,
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 	}
 	if r.LastError != "" {
 		out.LastError = &r.LastError
@@ -58,13 +62,13 @@ type listEventsOutput struct {
 }
 
 func (s *Server) registerEvents() {
-	huma.Register(s.api, huma.Operation{
-		Security:    public,
+	register(s, huma.Operation{
+		Security:    requires(apikey.ScopeEventsRead),
 		OperationID: "getEvent", Method: http.MethodGet, Path: "/events/{id}", Tags: []string{"Ingestion"},
 		Summary: "An event and its processing state", Errors: []int{404, 422},
 	}, s.getEvent)
-	huma.Register(s.api, huma.Operation{
-		Security:    public,
+	register(s, huma.Operation{
+		Security:    requires(apikey.ScopeEventsRead),
 		OperationID: "listEvents", Method: http.MethodGet, Path: "/events", Tags: []string{"Ingestion"},
 		Summary: "A page of events in arrival order", Errors: []int{422},
 	}, s.listEvents)
@@ -82,6 +86,15 @@ func (s *Server) getEvent(ctx context.Context, in *eventIDInput) (*eventOutput, 
 	if !errors.Is(err, ingest.ErrNotFound) {
 		return nil, unavailable("cannot read the event now", err)
 	}
+	// Dead-lettered before it could ever be stored: the letter is its status,
+	// so this answer never contradicts the dead-letter queue.
+	letter, err := s.deps.Dead.LatestForEvent(ctx, id)
+	switch {
+	case err == nil:
+		return &eventOutput{Body: deadEventOut(id, letter)}, nil
+	case !errors.Is(err, deadletter.ErrNotFound):
+		return nil, unavailable("cannot read the event now", err)
+	}
 	// Accepted but not yet stored by the worker: the gate's pending marker knows it.
 	fields, ok, err := s.deps.Gate.Pending(ctx, id.String())
 	if err != nil {
@@ -97,13 +110,30 @@ func (s *Server) getEvent(ctx context.Context, in *eventIDInput) (*eventOutput, 
 	}}, nil
 }
 
+// deadEventOut is an event known only by its dead letter: FAILED, with the
+// letter's reason and what the message itself says of the event.
+func deadEventOut(id uuid.UUID, l deadletter.Letter) EventOut {
+	out := EventOut{
+		ID: id.String(), Status: string(ingest.StatusFailed),
+		CreatedAt: l.CreatedAt, UpdatedAt: l.CreatedAt,
+	}
+	reason := "dead-lettered before it could be stored: " + l.Reason
+	out.LastError = &reason
+	if ev, err := ingest.Decode(l.Payload); err == nil {
+		out.IdempotencyKey, out.Source, out.Type, out.OrderID = ev.IdempotencyKey, ev.Source, ev.Type, ev.OrderID
+		out.APIKeyID, out.CreatedAt = ev.APIKeyID, ev.ReceivedAt
+	}
+	if l.ReplayedAt != nil {
+		// A replay put it back on the queue: it waits there again.
+		out.Status, out.UpdatedAt = string(ingest.StatusPending), *l.ReplayedAt
+	}
+	return out
+}
+
 func (s *Server) listEvents(ctx context.Context, in *listEventsInput) (*listEventsOutput, error) {
-	var after uuid.UUID
-	if in.Cursor != "" {
-		var err error
-		if after, err = uuid.Parse(in.Cursor); err != nil {
-			return nil, huma.Error422UnprocessableEntity("cursor is not one this API gave out", err)
-		}
+	after, err := decodeCursor(in.Cursor)
+	if err != nil {
+		return nil, err
 	}
 	recs, more, err := s.deps.Events.List(ctx, ingest.ListParams{Status: ingest.Status(in.Status), After: after, Limit: in.Limit})
 	if err != nil {
@@ -115,8 +145,7 @@ func (s *Server) listEvents(ctx context.Context, in *listEventsInput) (*listEven
 		out.Body.Items[i] = eventOut(r)
 	}
 	if more {
-		next := recs[len(recs)-1].ID.String()
-		out.Body.NextCursor = &next
+		out.Body.NextCursor = encodeCursor(recs[len(recs)-1].ID)
 	}
 	return out, nil
 }

@@ -205,8 +205,10 @@ func TestListEvents_InvalidQueryAnswers422(t *testing.T) {
 		p := requireProblem(t, s.get("/events?"+query), http.StatusUnprocessableEntity)
 		require.Equal(t, []string{location}, p.locations(), query)
 	}
-	p := requireProblem(t, s.get("/events?cursor=not-a-cursor"), http.StatusUnprocessableEntity)
-	require.Equal(t, "cursor is not one this API gave out", p.Detail)
+	for _, cursor := range []string{"not-a-cursor", "{01a22516-0000-7000-8000-000000000001}", "01a225160000700080000000000000001"} {
+		p := requireProblem(t, s.get("/events?cursor="+cursor), http.StatusUnprocessableEntity)
+		require.Equal(t, []string{"query.cursor"}, p.locations(), cursor)
+	}
 }
 
 func listPage(t *testing.T, r reply) ([]eventBody, *string) {

@@ -7,15 +7,18 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/google/uuid"
 	"go.opentelemetry.io/otel/propagation"
 
+	"github.com/daybook/daybook/apikey"
 	"github.com/daybook/daybook/gate"
 	"github.com/daybook/daybook/ingest"
 	"github.com/daybook/daybook/observability"
+	"github.com/daybook/daybook/pgtext"
 )
 
 // EventIn is one event as a client sends it.
@@ -36,12 +39,21 @@ type IngestResult struct {
 	Duplicate      bool   `json:"duplicate"`
 }
 
+// WebhookHeaders are the Standard Webhooks headers (exported: huma reads an
+// embedded struct's fields only then). When a webhook secret is set,
+// checkBody verifies them before the body is decoded, and webhook-id is the
+// idempotency key: a replayed request is always a duplicate.
+type WebhookHeaders struct {
+	WebhookID        string `header:"webhook-id" maxLength:"255" doc:"Standard Webhooks message id; required, and the idempotency key, when DAYBOOK_WEBHOOK_SECRET is set."`
+	WebhookTimestamp string `header:"webhook-timestamp" doc:"Unix seconds; within 5 minutes of the server's clock when signatures are required."`
+	WebhookSignature string `header:"webhook-signature" doc:"v1,<base64 HMAC-SHA256 of \"<webhook-id>.<webhook-timestamp>.<body>\">, space-separated when several secrets sign."`
+}
+
 type ingestInput struct {
 	IdempotencyKey string `header:"X-Idempotency-Key" maxLength:"255" doc:"Deduplication key; defaults to event_id, else the SHA-256 of the canonical body."`
-	APIKey         string `header:"X-API-Key" doc:"Required when DAYBOOK_API_KEYS is set."`
-	Signature      string `header:"X-Signature" doc:"sha256=<hex HMAC-SHA256 of the body>, required when DAYBOOK_HMAC_SECRET is set."`
-	RawBody        []byte
-	Body           EventIn
+	WebhookHeaders
+	RawBody []byte
+	Body    EventIn
 }
 
 type ingestOutput struct {
@@ -50,10 +62,9 @@ type ingestOutput struct {
 }
 
 type batchInput struct {
-	APIKey    string `header:"X-API-Key"`
-	Signature string `header:"X-Signature"`
-	RawBody   []byte
-	Body      struct {
+	WebhookHeaders
+	RawBody []byte
+	Body    struct {
 		Events []EventIn `json:"events" minItems:"1" maxItems:"1000"`
 	}
 }
@@ -69,7 +80,7 @@ type batchOutput struct {
 // of the contract, which allow a body of exactly their size, are given one
 // byte of room.
 func (s *Server) registerIngest() {
-	huma.Register(s.api, huma.Operation{
+	register(s, huma.Operation{
 		OperationID: "ingestEvent", Method: http.MethodPost, Path: "/events/ingest", Tags: []string{"Ingestion"},
 		Summary:       "Accept one event",
 		Description:   "202 when the event is durably on the queue; 200 with duplicate=true when its idempotency key was seen before.",
@@ -77,16 +88,16 @@ func (s *Server) registerIngest() {
 		DefaultStatus: http.StatusAccepted,
 		Responses:     s.okForRepeat(IngestResult{}, "OK: a duplicate; the original event's id and status"),
 		Errors:        []int{400, 401, 413, 422, 429, 503},
-		Security:      []map[string][]string{{"apiKey": {}}},
+		Security:      requiresIngest(apikey.ScopeEventsWrite),
 	}, s.ingestOne)
 
-	huma.Register(s.api, huma.Operation{
+	register(s, huma.Operation{
 		OperationID: "ingestBatch", Method: http.MethodPost, Path: "/events/ingest/batch", Tags: []string{"Ingestion"},
 		Summary:      "Accept up to 1,000 events",
 		Description:  "One result per event, in order. The batch is validated as a whole; the rate limit counts every event.",
 		MaxBodyBytes: BatchBodyBytesMax + 1,
 		Errors:       []int{400, 401, 413, 422, 429, 503},
-		Security:     []map[string][]string{{"apiKey": {}}},
+		Security:     requiresIngest(apikey.ScopeEventsWrite),
 	}, s.ingestBatch)
 }
 
@@ -101,9 +112,13 @@ func (s *Server) ingestOne(ctx context.Context, in *ingestInput) (*ingestOutput,
 	if err != nil {
 		return nil, huma.Error400BadRequest("malformed JSON", err)
 	}
-	key, keyAt := ingest.IdempotencyKey(in.IdempotencyKey, in.Body.EventID, canonical), "body.event_id"
-	if in.IdempotencyKey != "" {
-		keyAt = "header.X-Idempotency-Key"
+	header, keyAt, err := s.headerKey(in.IdempotencyKey, in.WebhookID)
+	if err != nil {
+		return nil, err
+	}
+	key := ingest.IdempotencyKey(header, in.Body.EventID, canonical)
+	if header == "" {
+		keyAt = "body.event_id"
 	}
 	if errs := byteLimits("body", in.Body, keyAt, key); len(errs) > 0 {
 		return nil, huma.Error422UnprocessableEntity("validation failed", errs...)
@@ -144,9 +159,14 @@ func (s *Server) ingestBatch(ctx context.Context, in *batchInput) (*batchOutput,
 		if err != nil {
 			return nil, huma.Error400BadRequest("malformed JSON", err)
 		}
-		keys[i] = ingest.IdempotencyKey("", item.EventID, canonical)
 		at := fmt.Sprintf("body.events[%d]", i)
-		invalid = append(invalid, byteLimits(at, item, at+".event_id", keys[i])...)
+		header, keyAt := "", at+".event_id"
+		if s.cfg.Webhook != nil {
+			// A signed batch is one webhook message: its items are keyed by position.
+			header, keyAt = in.WebhookID+"/"+strconv.Itoa(i), "header.webhook-id"
+		}
+		keys[i] = ingest.IdempotencyKey(header, item.EventID, canonical)
+		invalid = append(invalid, byteLimits(at, item, keyAt, keys[i])...)
 	}
 	if len(invalid) > 0 {
 		return nil, huma.Error422UnprocessableEntity("validation failed", invalid...)
@@ -196,6 +216,21 @@ func (s *Server) ingestBatch(ctx context.Context, in *batchInput) (*batchOutput,
 	return out, nil
 }
 
+// headerKey is the idempotency key that a header gives, and where it came
+// from: webhook-id when signatures are required (only signed material may
+// name the key, or a captured request could be replayed under a new one),
+// else X-Idempotency-Key.
+func (s *Server) headerKey(idempotencyKey, webhookID string) (string, string, error) {
+	if s.cfg.Webhook == nil {
+		return idempotencyKey, "header.X-Idempotency-Key", nil
+	}
+	if idempotencyKey != "" && idempotencyKey != webhookID {
+		return "", "", fieldError("header.X-Idempotency-Key", idempotencyKey,
+			"signed requests are deduplicated by webhook-id; leave X-Idempotency-Key out or send the same value")
+	}
+	return webhookID, "header.webhook-id", nil
+}
+
 // byteLimits checks the limits that the worker (ingest.Decode) and the gate
 // hold in bytes. huma's maxLength counts characters, so a multi-byte value
 // within it would be accepted here, then refused by the gate (a 503 the
@@ -211,6 +246,10 @@ func byteLimits(at string, in EventIn, keyAt, key string) []error {
 		}
 	}
 	check(keyAt, key, ingest.IdempotencyKeyLengthMax)
+	if reason := pgtext.CheckString(key); reason != "" {
+		// A header may carry bytes that are not UTF-8: the store would refuse them.
+		errs = append(errs, &huma.ErrorDetail{Location: keyAt, Message: "the idempotency key " + reason})
+	}
 	check(at+".source", in.Source, ingest.SourceLengthMax)
 	check(at+".type", in.Type, ingest.TypeLengthMax)
 	check(at+".order_id", in.OrderID, ingest.OrderIDLengthMax)
@@ -230,7 +269,7 @@ func (s *Server) admission(ctx context.Context, in EventIn, payload json.RawMess
 	ev := ingest.Event{
 		ID: id, IdempotencyKey: key, Source: in.Source, Type: in.Type, OrderID: in.OrderID,
 		Payload: compact.Bytes(), OccurredAt: in.OccurredAt, ReceivedAt: time.Now().UTC(),
-		CorrelationID: observability.CorrelationID(ctx),
+		CorrelationID: observability.CorrelationID(ctx), APIKeyID: keyIDFrom(ctx),
 	}
 	body, err := ev.Encode()
 	if err != nil {
@@ -243,7 +282,7 @@ func (s *Server) admission(ctx context.Context, in EventIn, payload json.RawMess
 	s.deps.Tracing.TextMapPropagator().Inject(ctx, propagation.MapCarrier(metadata))
 	md, _ := json.Marshal(metadata)
 	return gate.Admission{
-		ClientID: clientID(ctx), IdempotencyKey: key, EventID: id.String(), MessageUUID: uuid.NewString(),
+		ClientID: clientID(ctx), RatePerSecond: clientRate(ctx), IdempotencyKey: key, EventID: id.String(), MessageUUID: uuid.NewString(),
 		Payload: body, MetadataJSON: string(md),
 		Pending: map[string]string{
 			"idempotency_key": key, "source": ev.Source, "type": ev.Type,

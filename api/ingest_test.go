@@ -203,68 +203,17 @@ func TestIngest_MultiByteValuesOverByteLimitsAnswer422(t *testing.T) {
 	require.Equal(t, e50, ev.OrderID)
 }
 
-func TestIngest_APIKeyRequiredWhenConfigured(t *testing.T) {
-	t.Parallel()
-	s := newServer(t, withAPIKeys("key-a", "key-b"))
-	body := `{"source":"clicks","type":"click","payload":{"x":1}}`
-
-	requireProblem(t, s.ingest(body), http.StatusUnauthorized)
-	requireProblem(t, s.ingest(body, "X-API-Key", "key-c"), http.StatusUnauthorized)
-	requireProblem(t, s.ingest(body, "X-API-Key", "KEY-A"), http.StatusUnauthorized)
-	require.Zero(t, s.xlen())
-	require.Equal(t, 3.0, testutil.ToFloat64(s.metrics.EventsIngested.WithLabelValues("unauthorized")))
-
-	requireAccepted(t, s.ingest(body, "X-API-Key", "key-b"), bodyHashKey(`{"payload":{"x":1},"source":"clicks","type":"click"}`))
-	require.EqualValues(t, 1, s.xlen())
-	// Reads need no API key.
-	require.Equal(t, http.StatusOK, s.get("/events").status)
-}
-
-func TestIngest_HMACSignatureRequiredWhenConfigured(t *testing.T) {
-	t.Parallel()
-	const secret = "s3cret"
-	s := newServer(t, withHMACSecret(secret))
-	body := `{"event_id":"signed-1","source":"clicks","type":"click","payload":{"x":1}}`
-	good := sign(secret, []byte(body))
-
-	for name, sig := range map[string]string{
-		"missing":          "",
-		"other secret":     sign("other", []byte(body)),
-		"other body":       sign(secret, []byte(body+" ")),
-		"no sha256 prefix": strings.TrimPrefix(good, "sha256="),
-		"not hex":          "sha256=zz",
-	} {
-		var header []string
-		if sig != "" {
-			header = []string{"X-Signature", sig}
-		}
-		p := requireProblem(t, s.ingest(body, header...), http.StatusUnauthorized)
-		require.Contains(t, p.Detail, "X-Signature", name)
-	}
-	require.Zero(t, s.xlen())
-
-	requireAccepted(t, s.ingest(body, "X-Signature", good), "signed-1")
-	require.EqualValues(t, 1, s.xlen())
-
-	batch := `{"events":[{"source":"clicks","type":"click","payload":{"x":2}}]}`
-	requireProblem(t, s.do(http.MethodPost, "/events/ingest/batch", []byte(batch)), http.StatusUnauthorized)
-	r := s.do(http.MethodPost, "/events/ingest/batch", []byte(batch), "X-Signature", sign(secret, []byte(batch)))
-	require.Equal(t, http.StatusOK, r.status, "body: %s", r.body)
-	require.EqualValues(t, 2, s.xlen())
-}
-
 func TestIngest_BodyOver256KiBAnswers413(t *testing.T) {
 	t.Parallel()
-	const secret = "s3cret"
 	for name, opts := range map[string][]serverOption{
 		"unsigned": nil,
-		"signed":   {withHMACSecret(secret)},
+		"signed":   {withWebhookSecret(t, testSecret, time.Now)},
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			s := newServer(t, opts...)
 			post := func(body []byte) reply {
-				return s.do(http.MethodPost, "/events/ingest", body, "X-Signature", sign(secret, body))
+				return s.do(http.MethodPost, "/events/ingest", body, signed(testSecret, uuid.NewString(), time.Now(), body)...)
 			}
 
 			requireProblem(t, post(eventOfSize(t, api.EventBodyBytesMax+1)), http.StatusRequestEntityTooLarge)

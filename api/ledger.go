@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/shopspring/decimal"
 
+	"github.com/daybook/daybook/apikey"
 	"github.com/daybook/daybook/ledger"
 )
 
@@ -21,13 +22,14 @@ type AccountOut struct {
 	AllowNegative bool      `json:"allow_negative"`
 	Balance       string    `json:"balance" example:"0.0000" doc:"Decimal string with 4 places."`
 	Version       int64     `json:"version" doc:"Events in the account's stream."`
+	APIKeyID      string    `json:"api_key_id,omitempty" doc:"The API key that opened the account."`
 	CreatedAt     time.Time `json:"created_at"`
 }
 
 func accountOut(a ledger.Account) AccountOut {
 	return AccountOut{
 		ID: a.ID.String(), Name: a.Name, Currency: a.Currency, AllowNegative: a.AllowNegative,
-		Balance: money(a.Balance), Version: a.Version, CreatedAt: a.CreatedAt,
+		Balance: money(a.Balance), Version: a.Version, APIKeyID: a.APIKeyID, CreatedAt: a.CreatedAt,
 	}
 }
 
@@ -84,6 +86,7 @@ type TransferOut struct {
 	IdempotencyKey string         `json:"idempotency_key"`
 	ReversalOf     *string        `json:"reversal_of" nullable:"true"`
 	Metadata       map[string]any `json:"metadata,omitempty"`
+	APIKeyID       string         `json:"api_key_id,omitempty" doc:"The API key that made the transfer."`
 	CreatedAt      time.Time      `json:"created_at"`
 }
 
@@ -91,7 +94,7 @@ func transferOut(t ledger.Transfer) TransferOut {
 	out := TransferOut{
 		ID: t.ID.String(), FromAccountID: t.FromAccountID.String(), ToAccountID: t.ToAccountID.String(),
 		Amount: money(t.Amount), Currency: t.Currency, Status: t.Status, IdempotencyKey: t.IdempotencyKey,
-		Metadata: t.Metadata, CreatedAt: t.CreatedAt,
+		Metadata: t.Metadata, APIKeyID: t.APIKeyID, CreatedAt: t.CreatedAt,
 	}
 	if t.ReversalOf != uuid.Nil {
 		r := t.ReversalOf.String()
@@ -131,36 +134,36 @@ type reversalInput struct {
 
 func (s *Server) registerLedger() {
 	tags := []string{"Ledger"}
-	huma.Register(s.api, huma.Operation{
-		Security:    public,
+	register(s, huma.Operation{
+		Security:    requires(apikey.ScopeLedgerWrite),
 		OperationID: "createAccount", Method: http.MethodPost, Path: "/accounts", Tags: tags,
 		Summary: "Open an account", DefaultStatus: http.StatusCreated, Errors: []int{422},
 	}, s.createAccount)
-	huma.Register(s.api, huma.Operation{
-		Security:    public,
+	register(s, huma.Operation{
+		Security:    requires(apikey.ScopeLedgerRead),
 		OperationID: "getAccount", Method: http.MethodGet, Path: "/accounts/{id}", Tags: tags,
 		Summary: "An account with its balance and version", Errors: []int{404, 422},
 	}, s.getAccount)
-	huma.Register(s.api, huma.Operation{
-		Security:    public,
+	register(s, huma.Operation{
+		Security:    requires(apikey.ScopeLedgerRead),
 		OperationID: "listEntries", Method: http.MethodGet, Path: "/accounts/{id}/entries", Tags: tags,
 		Summary: "An account's entries with the running balance, oldest first", Errors: []int{404, 422},
 	}, s.listEntries)
-	huma.Register(s.api, huma.Operation{
-		Security:    public,
+	register(s, huma.Operation{
+		Security:    requires(apikey.ScopeLedgerWrite),
 		OperationID: "createTransfer", Method: http.MethodPost, Path: "/transfers", Tags: tags,
 		Summary:       "Move money between two accounts",
 		Description:   "201 when moved; 200 with the original for the same key and body; 409 for the same key with another body; 422 with a problem type ending in insufficient-funds when the money is not there (nothing is written).",
 		DefaultStatus: http.StatusCreated, Errors: []int{404, 409, 422, 503},
 		Responses: s.okForRepeat(TransferOut{}, "OK: the original transfer, for the same key and body again"),
 	}, s.createTransfer)
-	huma.Register(s.api, huma.Operation{
-		Security:    public,
+	register(s, huma.Operation{
+		Security:    requires(apikey.ScopeLedgerRead),
 		OperationID: "getTransfer", Method: http.MethodGet, Path: "/transfers/{id}", Tags: tags,
 		Summary: "A transfer", Errors: []int{404, 422},
 	}, s.getTransfer)
-	huma.Register(s.api, huma.Operation{
-		Security:    public,
+	register(s, huma.Operation{
+		Security:    requires(apikey.ScopeLedgerWrite),
 		OperationID: "reverseTransfer", Method: http.MethodPost, Path: "/transfers/{id}/reversal", Tags: tags,
 		Summary:       "Undo a transfer with a new, opposite transfer",
 		DefaultStatus: http.StatusCreated, Errors: []int{404, 409, 422, 503},
@@ -169,7 +172,9 @@ func (s *Server) registerLedger() {
 }
 
 func (s *Server) createAccount(ctx context.Context, in *createAccountInput) (*accountOutput, error) {
-	a, err := s.deps.Ledger.CreateAccount(ctx, ledger.CreateAccountParams{Name: in.Body.Name, Currency: in.Body.Currency, AllowNegative: in.Body.AllowNegative})
+	a, err := s.deps.Ledger.CreateAccount(ctx, ledger.CreateAccountParams{
+		Name: in.Body.Name, Currency: in.Body.Currency, AllowNegative: in.Body.AllowNegative, APIKeyID: keyIDFrom(ctx),
+	})
 	if err != nil {
 		return nil, ledgerError(err)
 	}
@@ -193,11 +198,9 @@ func (s *Server) listEntries(ctx context.Context, in *entriesInput) (*entriesOut
 	if err != nil {
 		return nil, err
 	}
-	var after uuid.UUID
-	if in.Cursor != "" {
-		if after, err = parseID(in.Cursor, "query.cursor"); err != nil {
-			return nil, err
-		}
+	after, err := decodeCursor(in.Cursor)
+	if err != nil {
+		return nil, err
 	}
 	entries, more, err := s.deps.Ledger.Entries(ctx, id, ledger.EntriesParams{After: after, Limit: in.Limit})
 	if err != nil {
@@ -212,8 +215,7 @@ func (s *Server) listEntries(ctx context.Context, in *entriesInput) (*entriesOut
 		}
 	}
 	if more {
-		next := entries[len(entries)-1].ID.String()
-		out.Body.NextCursor = &next
+		out.Body.NextCursor = encodeCursor(entries[len(entries)-1].ID)
 	}
 	return out, nil
 }
@@ -238,6 +240,7 @@ func (s *Server) createTransfer(ctx context.Context, in *transferInput) (*transf
 	}
 	t, created, err := s.deps.Ledger.Transfer(ctx, ledger.TransferParams{
 		From: from, To: to, Amount: amount, Currency: in.Body.Currency, IdempotencyKey: key, Metadata: in.Body.Metadata,
+		APIKeyID: keyIDFrom(ctx),
 	})
 	return s.transferResult(t, created, err)
 }
@@ -263,7 +266,7 @@ func (s *Server) reverseTransfer(ctx context.Context, in *reversalInput) (*trans
 	if err != nil {
 		return nil, err
 	}
-	t, created, err := s.deps.Ledger.Reverse(ctx, ledger.ReverseParams{TransferID: id, IdempotencyKey: key})
+	t, created, err := s.deps.Ledger.Reverse(ctx, ledger.ReverseParams{TransferID: id, IdempotencyKey: key, APIKeyID: keyIDFrom(ctx)})
 	return s.transferResult(t, created, err)
 }
 
@@ -307,8 +310,11 @@ func fieldError(location string, value any, message string) error {
 	return huma.Error422UnprocessableEntity("validation failed", &huma.ErrorDetail{Location: location, Value: value, Message: message})
 }
 
-// problemTypeInsufficientFunds is the problem type of a refused debit.
-const problemTypeInsufficientFunds = "/problems/insufficient-funds"
+// problemTypeInsufficientFunds is the problem type of a refused debit. A
+// problem type is an absolute URI (RFC 9457 says a relative one resolves
+// against the request's URL, and the document declares format: uri); a tag
+// URI names it without promising a page to fetch.
+const problemTypeInsufficientFunds = "tag:daybook.dev,2026:problems/insufficient-funds"
 
 // ledgerError maps the ledger's errors to HTTP: this is the one place.
 func ledgerError(err error) error {

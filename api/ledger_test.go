@@ -124,7 +124,7 @@ func TestTransfers_InsufficientFundsIs422WithItsProblemTypeAndWritesNothing(t *t
 	bob := s.account("bob", false)
 
 	p := requireProblem(t, s.transfer(alice.ID, bob.ID, "10.0001", "t-1"), http.StatusUnprocessableEntity)
-	require.Equal(t, "/problems/insufficient-funds", p.Type)
+	require.Equal(t, "tag:daybook.dev,2026:problems/insufficient-funds", p.Type)
 	require.Equal(t, "10.0000", s.balance(alice.ID))
 	require.Equal(t, "0.0000", s.balance(bob.ID))
 	// A refused transfer does not consume its key: the client may fix and retry it.

@@ -1,14 +1,8 @@
 package api
 
 import (
-	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
-	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -25,100 +19,29 @@ import (
 	"github.com/daybook/daybook/observability"
 )
 
-type clientKey struct{}
+type remoteKey struct{}
 
-// clientID is who the rate limit counts against: the API key (hashed) when
-// there is one, else the remote address.
+// clientID is who the rate limit counts against: the API key when the
+// request has one, else the remote address.
 func clientID(ctx context.Context) string {
-	id, _ := ctx.Value(clientKey{}).(string)
-	return id
+	if k, ok := keyFrom(ctx); ok {
+		return "key:" + k.ID
+	}
+	host, _ := ctx.Value(remoteKey{}).(string)
+	return host
 }
 
-// authenticate checks the API key and HMAC signature of ingest requests and
-// the bearer token of admin requests, when each is configured, before any
-// parsing: a request that fails here costs almost nothing.
-func (s *Server) authenticate(next http.Handler) http.Handler {
+// clientRate is the key's own rate limit; 0 means the gate's default.
+func clientRate(ctx context.Context) float64 {
+	k, _ := keyFrom(ctx)
+	return k.RateLimit
+}
+
+// identify remembers the remote address for requests without a key.
+func identify(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		path := r.URL.Path
-		switch {
-		case strings.HasPrefix(path, "/events/ingest"):
-			apiKey := r.Header.Get("X-API-Key")
-			if len(s.cfg.APIKeys) > 0 && !oneOf(apiKey, s.cfg.APIKeys) {
-				s.deps.Metrics.EventsIngested.WithLabelValues("unauthorized").Inc()
-				writeProblem(w, http.StatusUnauthorized, "missing or unknown X-API-Key")
-				return
-			}
-			id := remoteHost(r)
-			if apiKey != "" {
-				sum := sha256.Sum256([]byte(apiKey))
-				id = "key:" + hex.EncodeToString(sum[:8])
-			}
-			r = r.WithContext(context.WithValue(r.Context(), clientKey{}, id))
-			if s.cfg.HMACSecret != "" {
-				limit := int64(EventBodyBytesMax)
-				if path == "/events/ingest/batch" {
-					limit = BatchBodyBytesMax
-				}
-				body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
-				if err != nil {
-					writeProblem(w, http.StatusBadRequest, "cannot read body")
-					return
-				}
-				if int64(len(body)) > limit {
-					writeProblem(w, http.StatusRequestEntityTooLarge, "body larger than "+strconv.FormatInt(limit, 10)+" bytes")
-					return
-				}
-				if !validSignature(s.cfg.HMACSecret, body, r.Header.Get("X-Signature")) {
-					s.deps.Metrics.EventsIngested.WithLabelValues("unauthorized").Inc()
-					writeProblem(w, http.StatusUnauthorized, "missing or wrong X-Signature (want sha256=<hex HMAC-SHA256 of the body>)")
-					return
-				}
-				r.Body = io.NopCloser(bytes.NewReader(body))
-			}
-		case strings.HasPrefix(path, "/admin/"):
-			if s.cfg.AdminToken != "" {
-				// The scheme name is case-insensitive (RFC 9110 section 11.1).
-				scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-				if !ok || !strings.EqualFold(scheme, "Bearer") || !equal(token, s.cfg.AdminToken) {
-					w.Header().Set("WWW-Authenticate", `Bearer realm="daybook-admin"`)
-					writeProblem(w, http.StatusUnauthorized, "admin routes need Authorization: Bearer <DAYBOOK_ADMIN_TOKEN>")
-					return
-				}
-			}
-		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), remoteKey{}, remoteHost(r))))
 	})
-}
-
-// equal compares secrets in constant time; hashing first makes the time
-// independent of the lengths too.
-func equal(a, b string) bool {
-	ha, hb := sha256.Sum256([]byte(a)), sha256.Sum256([]byte(b))
-	return subtle.ConstantTimeCompare(ha[:], hb[:]) == 1
-}
-
-func oneOf(key string, keys []string) bool {
-	found := 0
-	for _, k := range keys {
-		if equal(key, k) {
-			found = 1 // no early return: every key is compared
-		}
-	}
-	return key != "" && found == 1
-}
-
-func validSignature(secret string, body []byte, header string) bool {
-	sig, ok := strings.CutPrefix(header, "sha256=")
-	if !ok {
-		return false
-	}
-	got, err := hex.DecodeString(sig)
-	if err != nil {
-		return false
-	}
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write(body)
-	return hmac.Equal(got, mac.Sum(nil))
 }
 
 func remoteHost(r *http.Request) string {

@@ -24,7 +24,7 @@ type readyOutput struct {
 }
 
 func (s *Server) registerOps() {
-	huma.Register(s.api, huma.Operation{
+	register(s, huma.Operation{
 		Security:    public,
 		OperationID: "health", Method: http.MethodGet, Path: "/health", Tags: []string{"Operations"},
 		Summary: "The process is alive",
@@ -33,7 +33,7 @@ func (s *Server) registerOps() {
 		out.Body.Status = "ok"
 		return out, nil
 	})
-	huma.Register(s.api, huma.Operation{
+	register(s, huma.Operation{
 		Security:    public,
 		OperationID: "ready", Method: http.MethodGet, Path: "/ready", Tags: []string{"Operations"},
 		Summary: "Postgres, Redis and the queue are reachable", Errors: []int{503},

@@ -20,13 +20,18 @@ import (
 	"github.com/daybook/daybook/ledger"
 	"github.com/daybook/daybook/observability"
 	"github.com/daybook/daybook/replay"
+	"github.com/daybook/daybook/webhook"
 )
 
-// Config holds the API's security settings; an empty value turns that check off.
+// Config holds the API's security settings. The zero value is a fresh
+// install: no key exists, so every route is open (on loopback only).
 type Config struct {
-	APIKeys    []string
-	AdminToken string
-	HMACSecret string
+	Auth AuthMode
+	// Keys authenticates requests; nil means no key exists.
+	Keys Keyring
+	// Webhook, when set, requires Standard Webhooks signatures on ingest,
+	// whose webhook-id then is the idempotency key.
+	Webhook *webhook.Verifier
 }
 
 // Admitter decides whether ingested events are accepted and puts them on the
@@ -94,23 +99,27 @@ func New(deps Deps, cfg Config) *Server {
 	hcfg.CreateHooks = nil // no $schema links in bodies: responses keep the documented shape
 	hcfg.Info.Description = "Event ingestion engine and double-entry ledger on one event-sourced core."
 	hcfg.Servers = []*huma.Server{{URL: "http://localhost:8080", Description: "local (make run)"}}
-	hcfg.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
-		"apiKey": {Type: "apiKey", In: "header", Name: "X-API-Key"},
-		"admin":  {Type: "http", Scheme: "bearer"},
-	}
+	hcfg.Components.SecuritySchemes = securitySchemes()
 	hapi := humago.New(mux, hcfg)
-	hapi.UseMiddleware(routeLabel)
 	s := &Server{deps: deps, cfg: cfg, api: hapi}
+	hapi.UseMiddleware(routeLabel, s.authorize, s.checkBody)
 	s.registerIngest()
 	s.registerEvents()
 	s.registerAdmin()
 	s.registerLedger()
 	s.registerOps()
+	for _, item := range hapi.OpenAPI().Paths {
+		for _, op := range []*huma.Operation{item.Get, item.Put, item.Post, item.Delete, item.Patch, item.Head, item.Options} {
+			if op != nil {
+				checkDeclarations(op)
+			}
+		}
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(deps.Metrics.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path)
 	})
-	s.handler = s.instrument(s.traced(s.correlate(s.authenticate(mux))))
+	s.handler = s.instrument(s.traced(s.correlate(identify(mux))))
 	return s
 }
 
@@ -124,10 +133,6 @@ func (s *Server) API() huma.API { return s.api }
 func OpenAPI() *huma.OpenAPI {
 	return New(Deps{Metrics: observability.NewMetrics(), Logger: slog.New(slog.DiscardHandler)}, Config{}).api.OpenAPI()
 }
-
-// public marks an operation that needs no credentials (an empty security
-// requirement), so the document says so instead of leaving it undefined.
-var public = []map[string][]string{{}}
 
 // retryAfter attaches a Retry-After header (whole seconds, at least 1) to err.
 func retryAfter(err error, d time.Duration) error {

@@ -107,7 +107,8 @@ func newDaybookProc(sup *supervisor, binary, name, role string, env []string) (*
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	return &daybookProc{
 		sup: sup, binary: binary, name: name, role: role, addr: addr,
-		env: append(append([]string(nil), env...), "DAYBOOK_HTTP_ADDR="+addr),
+		// A process has one role: the address serves whichever it is.
+		env: append(append([]string(nil), env...), "DAYBOOK_HTTP_ADDR="+addr, "DAYBOOK_WORKER_ADDR="+addr),
 	}, nil
 }
 

@@ -3,21 +3,27 @@ package client
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
+	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
 
 // Headers the options set; a value the caller put on the request itself (a generated *Params
 // field) is left alone.
 const (
-	headerAPIKey        = "X-API-Key" //nolint:gosec // G101: a header's name, not a credential
-	headerAuthorization = "Authorization"
-	headerSignature     = "X-Signature"
+	headerAuthorization    = "Authorization"
+	headerIdempotencyKey   = "X-Idempotency-Key"
+	headerWebhookID        = "webhook-id"
+	headerWebhookTimestamp = "webhook-timestamp"
+	headerWebhookSignature = "webhook-signature"
 )
 
 // New returns a client of the Daybook at baseURL, such as "http://localhost:8080". Every answer
@@ -27,7 +33,7 @@ const (
 //	if errors.As(err, &p) && p.HasType(client.TypeInsufficientFunds) { ... }
 //
 // opts are the generated ones (WithHTTPClient, WithRequestEditorFn) and WithAPIKey,
-// WithAdminToken, WithHMACSecret.
+// WithWebhookSecret.
 func New(baseURL string, opts ...ClientOption) (*ClientWithResponses, error) {
 	u, err := url.Parse(baseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -54,33 +60,28 @@ func (d problemDoer) Do(req *http.Request) (*http.Response, error) {
 	return nil, readProblem(resp)
 }
 
-// WithAPIKey sends key as X-API-Key, which the ingest endpoints need when DAYBOOK_API_KEYS is
-// set. An empty key sends nothing.
+// WithAPIKey sends key as "Authorization: Bearer key" on every request: a key made by
+// `daybook keys create`, holding the scopes of the routes called. An empty key sends nothing.
 func WithAPIKey(key string) ClientOption {
 	return WithRequestEditorFn(func(_ context.Context, req *http.Request) error {
-		if key != "" && req.Header.Get(headerAPIKey) == "" {
-			req.Header.Set(headerAPIKey, key)
+		if key != "" && req.Header.Get(headerAuthorization) == "" {
+			req.Header.Set(headerAuthorization, "Bearer "+key)
 		}
 		return nil
 	})
 }
 
-// WithAdminToken sends "Authorization: Bearer token", which the /admin routes need when
-// DAYBOOK_ADMIN_TOKEN is set; the other routes ignore it. An empty token sends nothing.
-func WithAdminToken(token string) ClientOption {
+// WithWebhookSecret signs every request that has a body with Standard Webhooks headers under
+// secret (whsec_<base64>), which the ingest endpoints require when DAYBOOK_WEBHOOK_SECRET is
+// set. The server then deduplicates by webhook-id: it is the request's X-Idempotency-Key when
+// one is given (so a retry is recognised), else a new id per request.
+func WithWebhookSecret(secret string) ClientOption {
+	signer, signerErr := standardwebhooks.NewWebhook(secret)
 	return WithRequestEditorFn(func(_ context.Context, req *http.Request) error {
-		if token != "" && req.Header.Get(headerAuthorization) == "" {
-			req.Header.Set(headerAuthorization, "Bearer "+token)
+		if signerErr != nil || !strings.HasPrefix(secret, "whsec_") {
+			return fmt.Errorf("daybook client: the webhook secret must be whsec_<base64>: %w", signerErr)
 		}
-		return nil
-	})
-}
-
-// WithHMACSecret signs every request body as X-Signature: sha256=<hex HMAC-SHA256 of the body>,
-// which the ingest endpoints check when DAYBOOK_HMAC_SECRET is set.
-func WithHMACSecret(secret string) ClientOption {
-	return WithRequestEditorFn(func(_ context.Context, req *http.Request) error {
-		if req.Body == nil || req.Header.Get(headerSignature) != "" {
+		if req.Body == nil || req.Header.Get(headerWebhookSignature) != "" {
 			return nil
 		}
 		// The body is read whole to sign it, then put back as a replayable reader.
@@ -95,9 +96,23 @@ func WithHMACSecret(secret string) ClientOption {
 		req.Body = io.NopCloser(bytes.NewReader(body))
 		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 		req.ContentLength = int64(len(body))
-		mac := hmac.New(sha256.New, []byte(secret))
-		mac.Write(body)
-		req.Header.Set(headerSignature, "sha256="+hex.EncodeToString(mac.Sum(nil)))
+
+		id := req.Header.Get(headerIdempotencyKey)
+		if id == "" {
+			random := make([]byte, 16)
+			if _, err := rand.Read(random); err != nil {
+				return fmt.Errorf("webhook id: %w", err)
+			}
+			id = "msg_" + hex.EncodeToString(random)
+		}
+		now := time.Now()
+		signature, err := signer.Sign(id, now, body)
+		if err != nil {
+			return fmt.Errorf("sign request body: %w", err)
+		}
+		req.Header.Set(headerWebhookID, id)
+		req.Header.Set(headerWebhookTimestamp, strconv.FormatInt(now.Unix(), 10))
+		req.Header.Set(headerWebhookSignature, signature)
 		return nil
 	})
 }

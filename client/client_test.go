@@ -5,30 +5,36 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/daybook/daybook/api"
+	"github.com/daybook/daybook/apikey"
 	"github.com/daybook/daybook/client"
 	"github.com/daybook/daybook/deadletter"
 	"github.com/daybook/daybook/gate"
 	"github.com/daybook/daybook/ingest"
+	"github.com/daybook/daybook/internal/openapitest"
 	"github.com/daybook/daybook/internal/testdb"
 	"github.com/daybook/daybook/internal/testredis"
 	"github.com/daybook/daybook/ledger"
 	"github.com/daybook/daybook/observability"
 	"github.com/daybook/daybook/queue"
 	"github.com/daybook/daybook/replay"
+	"github.com/daybook/daybook/webhook"
 )
 
 // daybook is the whole API on real Postgres (a schema of its own) and real Redis (a key prefix
 // of its own), served over loopback HTTP, with cfg's security settings and no rate limit. No
 // worker runs, so accepted events stay PENDING.
 type daybook struct {
-	t   *testing.T
-	url string
-	hc  *http.Client
+	t    *testing.T
+	url  string
+	hc   *http.Client
+	keys *apikey.Store
+	ring *apikey.Keyring
 }
 
 func newDaybook(t *testing.T, cfg api.Config) daybook {
@@ -44,6 +50,12 @@ func newDaybook(t *testing.T, cfg api.Config) daybook {
 	events, dead := ingest.NewStore(pool), deadletter.NewStore(pool)
 	book, err := ledger.NewService(pool, ledger.Config{})
 	require.NoError(t, err)
+	keys := apikey.NewStore(pool)
+	ring, err := apikey.NewKeyring(keys, apikey.KeyringConfig{Refresh: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	require.NoError(t, ring.Start(t.Context()))
+	t.Cleanup(ring.Stop)
+	cfg.Keys = ring
 	srv := api.New(api.Deps{
 		Pool: pool, Redis: rdb, Gate: g, Events: events, Dead: dead, Ledger: book,
 		Replayer: replay.New(events, dead, queue.Sender{Pub: pub}, stream),
@@ -53,7 +65,17 @@ func newDaybook(t *testing.T, cfg api.Config) daybook {
 	// Registered after testdb and testredis, so it runs before them: no request is in flight
 	// when the pool and the Redis client close.
 	t.Cleanup(hs.Close)
-	return daybook{t: t, url: hs.URL, hc: hs.Client()}
+	// Every answer the client gets is checked against the committed document too.
+	return daybook{t: t, url: hs.URL, hc: openapitest.Client(t, hs.Client()), keys: keys, ring: ring}
+}
+
+// newKey makes an API key with scopes, known to the server at once.
+func (d daybook) newKey(scopes ...string) string {
+	d.t.Helper()
+	_, secret, err := d.keys.Create(d.t.Context(), apikey.CreateParams{Name: "client-test", Scopes: scopes})
+	require.NoError(d.t, err)
+	require.NoError(d.t, d.ring.Refresh(d.t.Context()))
+	return secret
 }
 
 // client is a client made by client.New with opts, on the test server's HTTP client (whose idle
@@ -176,62 +198,68 @@ func TestIngestEvent_SchemaViolationIsA422ProblemNamingEachField(t *testing.T) {
 		"(body.source: expected string to match pattern ^[a-z0-9][a-z0-9_.-]*$)", p.Error())
 }
 
-func TestIngestEvent_APIKeyMissingIs401WhenConfigured(t *testing.T) {
+func TestClient_WithAPIKeySendsTheKeyAsBearerOnEveryRoute(t *testing.T) {
 	t.Parallel()
-	d := newDaybook(t, api.Config{APIKeys: []string{"k-1", "k-2"}})
+	d := newDaybook(t, api.Config{})
+	writer := d.newKey(apikey.ScopeEventsWrite)
 	ctx := t.Context()
 
 	_, err := d.client().IngestEventWithResponse(ctx, nil, event("evt-1"))
 	p := requireProblem(t, err, http.StatusUnauthorized)
-	require.Equal(t, "missing or unknown X-API-Key", p.Detail)
-	require.Empty(t, p.Errors)
+	require.Equal(t, "this operation needs an API key: Authorization: Bearer <key> or X-API-Key: <key>", p.Detail)
+	require.Equal(t, `Bearer realm="daybook"`, p.Header.Get("WWW-Authenticate"))
 
-	_, err = d.client(client.WithAPIKey("k-3")).IngestBatchWithResponse(ctx, nil, client.BatchInputBody{Events: []client.EventIn{event("evt-1")}})
-	p = requireProblem(t, err, http.StatusUnauthorized)
-	require.Equal(t, "missing or unknown X-API-Key", p.Detail)
+	_, err = d.client(client.WithAPIKey("dbk_aaaaaaaaaaaa_nope")).IngestBatchWithResponse(ctx, nil, client.BatchInputBody{Events: []client.EventIn{event("evt-1")}})
+	requireProblem(t, err, http.StatusUnauthorized)
 
-	r, err := d.client(client.WithAPIKey("k-2")).IngestEventWithResponse(ctx, nil, event("evt-1"))
+	c := d.client(client.WithAPIKey(writer))
+	r, err := c.IngestEventWithResponse(ctx, nil, event("evt-1"))
 	require.NoError(t, err)
 	require.Equal(t, http.StatusAccepted, r.StatusCode())
 
-	key := "k-1"
-	r, err = d.client(client.WithAPIKey("wrong")).IngestEventWithResponse(ctx, &client.IngestEventParams{XAPIKey: &key}, event("evt-2"))
-	require.NoError(t, err, "the request's own X-API-Key wins over the option's")
-	require.Equal(t, http.StatusAccepted, r.StatusCode())
+	// The key lacks admin: the problem names the scope.
+	_, err = c.ListDeadLettersWithResponse(ctx, nil)
+	p = requireProblem(t, err, http.StatusForbidden)
+	require.Contains(t, p.Detail, "lacks the scope admin")
+
+	admin := d.client(client.WithAPIKey(d.newKey(apikey.ScopeAdmin)))
+	l, err := admin.ListDeadLettersWithResponse(ctx, nil)
+	require.NoError(t, err)
+	require.NotNil(t, l.JSON200, "body: %s", l.Body)
+	require.Empty(t, l.JSON200.Items)
+	require.Nil(t, l.JSON200.NextCursor)
 }
 
-func TestIngestEvent_SignedWithTheHMACSecretWhenConfigured(t *testing.T) {
+func TestIngestEvent_SignedWithTheWebhookSecretWhenConfigured(t *testing.T) {
 	t.Parallel()
-	d := newDaybook(t, api.Config{HMACSecret: "s3cret"})
+	const secret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
+	v, err := webhook.NewVerifier(secret, nil)
+	require.NoError(t, err)
+	d := newDaybook(t, api.Config{Webhook: v})
 	ctx := t.Context()
 
-	_, err := d.client(client.WithHMACSecret("wrong")).IngestEventWithResponse(ctx, nil, event("evt-1"))
+	_, err = d.client(client.WithWebhookSecret("whsec_8Ts0Ctlvtzx8ZuSS0ERtRfx7wRbFJWgN")).IngestEventWithResponse(ctx, nil, event("evt-1"))
 	p := requireProblem(t, err, http.StatusUnauthorized)
-	require.Equal(t, "missing or wrong X-Signature (want sha256=<hex HMAC-SHA256 of the body>)", p.Detail)
+	require.Equal(t, "webhook-signature does not match the body under any configured secret", p.Detail)
+	_, err = d.client().IngestEventWithResponse(ctx, nil, event("evt-1"))
+	requireProblem(t, err, http.StatusUnauthorized)
 
-	signed := d.client(client.WithHMACSecret("s3cret"))
-	r, err := signed.IngestEventWithResponse(ctx, nil, event("evt-1"))
+	signed := d.client(client.WithWebhookSecret(secret))
+	key := "order-77-paid"
+	r, err := signed.IngestEventWithResponse(ctx, &client.IngestEventParams{XIdempotencyKey: &key}, event("evt-1"))
 	require.NoError(t, err)
 	require.Equal(t, http.StatusAccepted, r.StatusCode())
+	require.Equal(t, key, r.JSON202.IdempotencyKey, "the webhook-id is the request's idempotency key")
+	again, err := signed.IngestEventWithResponse(ctx, &client.IngestEventParams{XIdempotencyKey: &key}, event("evt-1"))
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, again.StatusCode(), "a retry under the same key is a duplicate")
+
 	b, err := signed.IngestBatchWithResponse(ctx, nil, client.BatchInputBody{Events: []client.EventIn{event("evt-2")}})
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, b.StatusCode())
-}
 
-func TestListDeadLetters_AdminTokenRequiredWhenConfigured(t *testing.T) {
-	t.Parallel()
-	d := newDaybook(t, api.Config{AdminToken: "adm-1"})
-	ctx := t.Context()
-
-	_, err := d.client(client.WithAdminToken("nope")).ListDeadLettersWithResponse(ctx, nil)
-	p := requireProblem(t, err, http.StatusUnauthorized)
-	require.Equal(t, `Bearer realm="daybook-admin"`, p.Header.Get("WWW-Authenticate"))
-
-	r, err := d.client(client.WithAdminToken("adm-1")).ListDeadLettersWithResponse(ctx, nil)
-	require.NoError(t, err)
-	require.NotNil(t, r.JSON200, "body: %s", r.Body)
-	require.Empty(t, r.JSON200.Items)
-	require.Nil(t, r.JSON200.NextCursor)
+	_, err = d.client(client.WithWebhookSecret("not-a-secret")).IngestEventWithResponse(ctx, nil, event("evt-3"))
+	require.ErrorContains(t, err, "whsec_")
 }
 
 func TestGetEvent_UnknownIDIsA404Problem(t *testing.T) {
@@ -326,7 +354,7 @@ func TestCreateTransfer_InsufficientFundsIsA422ProblemAndMovesNothing(t *testing
 
 	require.Nil(t, r)
 	p := requireProblem(t, err, http.StatusUnprocessableEntity)
-	require.Equal(t, "/problems/insufficient-funds", p.Type)
+	require.Equal(t, "tag:daybook.dev,2026:problems/insufficient-funds", p.Type)
 	require.True(t, p.HasType(client.TypeInsufficientFunds))
 	require.False(t, p.HasType("funds"))
 	require.Equal(t, "the debited account does not hold enough money; nothing was written", p.Detail)

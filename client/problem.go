@@ -72,7 +72,7 @@ func (p *Problem) Error() string {
 }
 
 // HasType reports whether the problem's type is name or a URI whose last segment is name:
-// HasType("insufficient-funds") holds for "/problems/insufficient-funds".
+// HasType("insufficient-funds") holds for "tag:daybook.dev,2026:problems/insufficient-funds".
 func (p *Problem) HasType(name string) bool {
 	return p.Type == name || strings.HasSuffix(p.Type, "/"+name)
 }

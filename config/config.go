@@ -11,6 +11,12 @@ import (
 	"time"
 )
 
+// Authentication modes (DAYBOOK_AUTH).
+const (
+	AuthKeys = "keys"
+	AuthOff  = "off"
+)
+
 // Queue transports.
 const (
 	QueueRedis = "redis"
@@ -22,13 +28,21 @@ type Config struct {
 	DatabaseURL string
 	RedisURL    string
 	HTTPAddr    string
-	Queue       string
-	ArchiveURL  string
+	// WorkerAddr is where `daybook worker` serves /health and /metrics.
+	WorkerAddr string
+	Queue      string
+	ArchiveURL string
 
-	// Security: an empty value turns that check off (logged as a warning at start).
-	APIKeys    []string
-	AdminToken string
-	HMACSecret string
+	// Auth is AuthKeys (keys required as soon as one exists; with none the API
+	// serves a loopback address only) or AuthOff (no authentication anywhere).
+	Auth string
+	// BootstrapKey, when set, is stored (hashed) as a key at start, with
+	// BootstrapScopes: how compose and Terraform users get their first key.
+	BootstrapKey    string
+	BootstrapScopes string
+	// WebhookSecret (whsec_<base64>, comma-separated to rotate) makes ingest
+	// require Standard Webhooks signatures.
+	WebhookSecret string
 
 	// RateLimit is requests (events) per second per client; the burst equals it. 0 = off.
 	RateLimit float64
@@ -134,12 +148,14 @@ func Load(getenv func(string) string) (Config, error) {
 	cfg := Config{
 		DatabaseURL:     env("DATABASE_URL", "postgres://postgres@localhost:5432/daybook?sslmode=disable"),
 		RedisURL:        env("REDIS_URL", "redis://localhost:6379/0"),
-		HTTPAddr:        env("DAYBOOK_HTTP_ADDR", ":8080"),
+		HTTPAddr:        env("DAYBOOK_HTTP_ADDR", "127.0.0.1:8080"),
+		WorkerAddr:      env("DAYBOOK_WORKER_ADDR", "127.0.0.1:8081"),
+		Auth:            env("DAYBOOK_AUTH", AuthKeys),
+		BootstrapKey:    strings.TrimSpace(getenv("DAYBOOK_BOOTSTRAP_KEY")),
+		BootstrapScopes: env("DAYBOOK_BOOTSTRAP_SCOPES", "events:write,events:read,ledger:read,ledger:write,admin"),
+		WebhookSecret:   strings.TrimSpace(getenv("DAYBOOK_WEBHOOK_SECRET")),
 		Queue:           env("DAYBOOK_QUEUE", QueueRedis),
 		ArchiveURL:      env("DAYBOOK_ARCHIVE_URL", "file://./var/archive"),
-		APIKeys:         splitList(getenv("DAYBOOK_API_KEYS")),
-		AdminToken:      getenv("DAYBOOK_ADMIN_TOKEN"),
-		HMACSecret:      getenv("DAYBOOK_HMAC_SECRET"),
 		IdempotencyTTL:  duration("DAYBOOK_IDEMPOTENCY_TTL", 24*time.Hour),
 		KeyPrefix:       getenv("DAYBOOK_REDIS_PREFIX"),
 		LedgerLock:      env("DAYBOOK_LEDGER_LOCK", "postgres"),
@@ -166,6 +182,18 @@ func Load(getenv func(string) string) (Config, error) {
 		},
 	}
 
+	// Settings that no longer exist must not be ignored quietly: a deployment
+	// that set them expects a check that would silently be gone.
+	for old, now := range map[string]string{
+		"DAYBOOK_API_KEYS":    "API keys in Postgres (daybook keys create, or DAYBOOK_BOOTSTRAP_KEY)",
+		"DAYBOOK_ADMIN_TOKEN": "a key with the admin scope (daybook keys create --scopes admin, or DAYBOOK_BOOTSTRAP_KEY)",
+		"DAYBOOK_HMAC_SECRET": "DAYBOOK_WEBHOOK_SECRET (Standard Webhooks signatures)",
+	} {
+		if getenv(old) != "" {
+			errs = append(errs, fmt.Errorf("%s is no longer read: it is replaced by %s", old, now))
+		}
+	}
+
 	rate := env("DAYBOOK_RATE_LIMIT", "1000")
 	r, err := strconv.ParseFloat(rate, 64)
 	if err != nil || r < 0 {
@@ -185,6 +213,9 @@ func FromEnv() (Config, error) { return Load(os.Getenv) }
 // Validate reports settings that cannot work together.
 func (c Config) Validate() error {
 	var errs []error
+	if c.Auth != AuthKeys && c.Auth != AuthOff {
+		errs = append(errs, fmt.Errorf("DAYBOOK_AUTH=%q: want %q (the default) or %q", c.Auth, AuthKeys, AuthOff))
+	}
 	if c.Queue != QueueRedis && c.Queue != QueueSQS {
 		errs = append(errs, fmt.Errorf("DAYBOOK_QUEUE=%q: want %q or %q", c.Queue, QueueRedis, QueueSQS))
 	}
@@ -216,14 +247,4 @@ func (w Worker) WorstCaseHandling() time.Duration {
 		delay *= 2
 	}
 	return total
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, part := range strings.Split(s, ",") {
-		if p := strings.TrimSpace(part); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }

@@ -17,7 +17,12 @@ func TestLoad_DefaultsMatchDesign(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "postgres://postgres@localhost:5432/daybook?sslmode=disable", cfg.DatabaseURL)
 	require.Equal(t, "redis://localhost:6379/0", cfg.RedisURL)
-	require.Equal(t, ":8080", cfg.HTTPAddr)
+	require.Equal(t, "127.0.0.1:8080", cfg.HTTPAddr, "secure by default: loopback until keys or DAYBOOK_AUTH=off say otherwise")
+	require.Equal(t, "127.0.0.1:8081", cfg.WorkerAddr)
+	require.Equal(t, AuthKeys, cfg.Auth)
+	require.Empty(t, cfg.BootstrapKey)
+	require.Equal(t, "events:write,events:read,ledger:read,ledger:write,admin", cfg.BootstrapScopes)
+	require.Empty(t, cfg.WebhookSecret)
 	require.Equal(t, QueueRedis, cfg.Queue)
 	require.Equal(t, "file://./var/archive", cfg.ArchiveURL)
 	require.Equal(t, 1000.0, cfg.RateLimit)
@@ -29,7 +34,6 @@ func TestLoad_DefaultsMatchDesign(t *testing.T) {
 	require.Equal(t, 30*time.Second, cfg.Worker.StuckAfter)
 	require.Equal(t, 30*time.Second, cfg.Worker.BreakerProbeInterval)
 	require.Equal(t, 10*time.Second, cfg.ShutdownTimeout)
-	require.Empty(t, cfg.APIKeys)
 	require.Equal(t, SQS{
 		Queue: "daybook-events", DeadQueue: "daybook-events-dlq", VisibilityTimeout: 30 * time.Second, Consumers: 32,
 	}, cfg.SQS)
@@ -46,12 +50,29 @@ func TestLoad_SQSSettings(t *testing.T) {
 	require.Equal(t, SQS{Queue: "q", DeadQueue: "q-dlq", VisibilityTimeout: 45 * time.Second, Consumers: 8, CreateQueues: true}, cfg.SQS)
 }
 
-func TestLoad_ParsesLists(t *testing.T) {
+func TestLoad_SecuritySettings(t *testing.T) {
 	t.Parallel()
-	cfg, err := Load(envOf(map[string]string{"DAYBOOK_API_KEYS": " a, b ,,c", "DAYBOOK_RATE_LIMIT": "0"}))
+	cfg, err := Load(envOf(map[string]string{
+		"DAYBOOK_AUTH": "off", "DAYBOOK_BOOTSTRAP_KEY": " boot-key ", "DAYBOOK_BOOTSTRAP_SCOPES": "events:write",
+		"DAYBOOK_WEBHOOK_SECRET": " whsec_a,whsec_b ", "DAYBOOK_RATE_LIMIT": "0",
+	}))
 	require.NoError(t, err)
-	require.Equal(t, []string{"a", "b", "c"}, cfg.APIKeys)
+	require.Equal(t, AuthOff, cfg.Auth)
+	require.Equal(t, "boot-key", cfg.BootstrapKey)
+	require.Equal(t, "events:write", cfg.BootstrapScopes)
+	require.Equal(t, "whsec_a,whsec_b", cfg.WebhookSecret)
 	require.Zero(t, cfg.RateLimit)
+}
+
+func TestLoad_RefusesTheReplacedSecuritySettingsNamingTheirSuccessors(t *testing.T) {
+	t.Parallel()
+	_, err := Load(envOf(map[string]string{
+		"DAYBOOK_API_KEYS": "k", "DAYBOOK_ADMIN_TOKEN": "t", "DAYBOOK_HMAC_SECRET": "s", "DAYBOOK_AUTH": "maybe",
+	}))
+	require.Error(t, err)
+	for _, want := range []string{"DAYBOOK_API_KEYS", "DAYBOOK_ADMIN_TOKEN", "DAYBOOK_HMAC_SECRET", "DAYBOOK_WEBHOOK_SECRET", "DAYBOOK_BOOTSTRAP_KEY", `DAYBOOK_AUTH="maybe"`} {
+		require.Contains(t, err.Error(), want)
+	}
 }
 
 func TestLoad_RejectsBadValuesNamingTheVariable(t *testing.T) {

@@ -82,6 +82,20 @@ func (s *Store) Get(ctx context.Context, id uuid.UUID) (Letter, error) {
 	return l, nil
 }
 
+// LatestForEvent returns the newest letter of an event, for an event that
+// was dead-lettered before it could be stored: its status is that letter.
+func (s *Store) LatestForEvent(ctx context.Context, eventID uuid.UUID) (Letter, error) {
+	l, err := scan(s.pool.QueryRow(ctx, `SELECT `+columns+` FROM dead_letters
+		WHERE event_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1`, eventID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Letter{}, fmt.Errorf("dead letter of event %s: %w", eventID, ErrNotFound)
+	}
+	if err != nil {
+		return Letter{}, fmt.Errorf("dead letter of event %s: %w", eventID, err)
+	}
+	return l, nil
+}
+
 // ListParams selects a page of letters, oldest first.
 type ListParams struct {
 	// Waiting limits the page to letters not yet replayed.

@@ -220,3 +220,26 @@ func TestGet_UnknownLetterIsNotFound(t *testing.T) {
 	_, err := store.Get(t.Context(), uuid.New())
 	require.ErrorIs(t, err, deadletter.ErrNotFound)
 }
+
+func TestLatestForEvent_ReturnsTheNewestLetterOfTheEvent(t *testing.T) {
+	t.Parallel()
+	store := deadletter.NewStore(testdb.New(t))
+	ctx := t.Context()
+	first := letter(t, "first death")
+	_, err := store.Record(ctx, first)
+	require.NoError(t, err)
+	second := letter(t, "second death")
+	second.EventID = first.EventID
+	recorded, err := store.Record(ctx, second)
+	require.NoError(t, err)
+	_, err = store.Record(ctx, letter(t, "another event"))
+	require.NoError(t, err)
+
+	got, err := store.LatestForEvent(ctx, *first.EventID)
+	require.NoError(t, err)
+	require.Equal(t, recorded.ID, got.ID)
+	require.Equal(t, "second death", got.Reason)
+
+	_, err = store.LatestForEvent(ctx, uuid.New())
+	require.ErrorIs(t, err, deadletter.ErrNotFound)
+}

@@ -341,7 +341,7 @@ func (l *loader) send(ctx context.Context, size int, t *tally) {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
 	if l.cfg.APIKey != "" {
-		req.Header.Set("X-API-Key", l.cfg.APIKey)
+		req.Header.Set("Authorization", "Bearer "+l.cfg.APIKey)
 	}
 
 	begin := time.Now()
@@ -509,7 +509,7 @@ func runIngest(ctx context.Context, cfg Config, progress io.Writer) (Report, err
 	hc := newHTTPClient(cfg)
 	defer hc.CloseIdleConnections()
 	// On the same loopback-only HTTP client as the load.
-	api, err := client.New(cfg.URL, client.WithHTTPClient(hc))
+	api, err := client.New(cfg.URL, client.WithHTTPClient(hc), client.WithAPIKey(cfg.APIKey))
 	if err != nil {
 		return Report{}, err
 	}

@@ -201,7 +201,7 @@ func (f *fakeDaybook) start(t *testing.T) *httptest.Server {
 		if err != nil {
 			return
 		}
-		if f.apiKey != "" && r.Header.Get("X-API-Key") != f.apiKey {
+		if f.apiKey != "" && r.Header.Get("Authorization") != "Bearer "+f.apiKey {
 			http.Error(w, "bad key", http.StatusUnauthorized)
 			return
 		}

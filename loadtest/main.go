@@ -162,7 +162,7 @@ func parseFlags(mode string, args []string, stderr io.Writer) (Config, error) {
 	fs.SetOutput(stderr)
 	if mode == modeIngest {
 		fs.StringVar(&cfg.URL, "url", "http://127.0.0.1:8080", "base URL of the running Daybook (loopback only)")
-		fs.StringVar(&cfg.APIKey, "api-key", "", "sent as X-API-Key when set")
+		fs.StringVar(&cfg.APIKey, "api-key", "", "an API key (events:write, and events:read for the read-back), sent as Authorization: Bearer")
 		fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 60*time.Second,
 			"how long to wait after sending for every accepted event to be COMPLETED (0 skips the drain phase and the read-back of a sample)")
 	}

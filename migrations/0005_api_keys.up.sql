@@ -23,3 +23,7 @@ CREATE TABLE api_keys (
 ALTER TABLE ingestion_events ADD COLUMN api_key_id text;
 ALTER TABLE accounts ADD COLUMN api_key_id text;
 ALTER TABLE transfers ADD COLUMN api_key_id text;
+
+-- GET /events/{id} of an event dead-lettered before it was ever stored
+-- answers from its letter.
+CREATE INDEX dead_letters_event_id ON dead_letters (event_id) WHERE event_id IS NOT NULL;

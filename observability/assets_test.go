@@ -357,7 +357,7 @@ func TestPrometheusConfig(t *testing.T) {
 			}
 		}
 	}
-	for _, want := range []string{"api:8080", "worker:8080"} {
+	for _, want := range []string{"api:8080", "worker:8081"} {
 		interval, ok := targets[want]
 		require.Truef(t, ok, "no scrape target %s", want)
 		require.Equal(t, "5s", interval, want)

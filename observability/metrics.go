@@ -25,6 +25,7 @@ type Metrics struct {
 	CircuitBreakerState *prometheus.GaugeVec     // name: 0 closed, 1 open
 	StuckRescued        prometheus.Counter       // events the rescuer re-enqueued
 	RedisFailOpen       *prometheus.CounterVec   // check: events let through while Redis could not answer
+	AuthFailures        *prometheus.CounterVec   // reason: requests refused by authentication or authorization
 	HTTPRequestDuration *prometheus.HistogramVec // method, route, code
 }
 
@@ -74,6 +75,10 @@ func NewMetrics() *Metrics {
 			Name: "daybook_redis_fail_open_total",
 			Help: "Events admitted without the Redis rate limit and fast duplicate check because Redis could not answer (SQS mode).",
 		}, []string{"check"}),
+		AuthFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "daybook_auth_failures_total",
+			Help: "Requests refused: missing, unknown or revoked key, missing scope, missing or wrong webhook signature.",
+		}, []string{"reason"}),
 		HTTPRequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "daybook_http_request_duration_seconds", Help: "HTTP request duration by route and status code.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .02, .05, .1, .25, .5, 1, 2.5},
@@ -82,7 +87,7 @@ func NewMetrics() *Metrics {
 	m.Registry.MustRegister(
 		m.EventsIngested, m.EventsProcessed, m.ProcessingDuration, m.BatchSize, m.QueueDepth, m.DLQDepth, m.OutboxBacklog,
 		m.TransfersTotal, m.LedgerTxRetries, m.ReconcileMismatches, m.CircuitBreakerState, m.StuckRescued,
-		m.RedisFailOpen, m.HTTPRequestDuration,
+		m.RedisFailOpen, m.AuthFailures, m.HTTPRequestDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return m

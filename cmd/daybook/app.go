@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/daybook/daybook/api"
+	"github.com/daybook/daybook/apikey"
 	"github.com/daybook/daybook/archive"
 	"github.com/daybook/daybook/breaker"
 	"github.com/daybook/daybook/config"
@@ -32,6 +34,7 @@ import (
 	"github.com/daybook/daybook/observability"
 	"github.com/daybook/daybook/queue"
 	"github.com/daybook/daybook/replay"
+	"github.com/daybook/daybook/webhook"
 )
 
 type role int
@@ -170,7 +173,6 @@ func serve(ctx context.Context, roles role) error {
 		return err
 	}
 	defer a.close()
-	a.warnInsecure()
 	stopTracing, err := observability.SetupTracing(ctx, "daybook", a.log)
 	if err != nil {
 		return err
@@ -212,17 +214,18 @@ func serve(ctx context.Context, roles role) error {
 		}()
 	}
 	{
-		// A worker alone still serves /health and /metrics on the same address.
-		srv := a.opsServer()
+		// A worker alone serves /health and /metrics on an address of its own,
+		// so that serve and worker start side by side on one host.
+		srv := a.opsServer(a.cfg.WorkerAddr)
 		if roles&roleAPI != 0 {
-			if srv, err = a.newHTTPServer(); err != nil {
+			if srv, err = a.newHTTPServer(ctx); err != nil {
 				return err
 			}
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a.log.Info("http listening", "addr", a.cfg.HTTPAddr)
+			a.log.Info("http listening", "addr", srv.Addr)
 			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errs <- fmt.Errorf("http: %w", err)
 				cancel()
@@ -252,16 +255,72 @@ func serve(ctx context.Context, roles role) error {
 	return errors.Join(all...)
 }
 
-func (a *app) warnInsecure() {
-	if len(a.cfg.APIKeys) == 0 {
-		a.log.Warn("DAYBOOK_API_KEYS is unset: ingest accepts requests without an API key")
+// security builds the API's authentication: the keyring (after storing the
+// bootstrap key, if one is given) and the webhook verifier. It refuses to
+// serve an open API on an address other hosts can reach, and logs every
+// check that is off.
+func (a *app) security(ctx context.Context) (api.Config, error) {
+	var cfg api.Config
+	if a.cfg.WebhookSecret != "" {
+		v, err := webhook.NewVerifier(a.cfg.WebhookSecret, nil)
+		if err != nil {
+			return cfg, fmt.Errorf("DAYBOOK_WEBHOOK_SECRET: %w", err)
+		}
+		cfg.Webhook = v
+	} else {
+		a.log.Warn("DAYBOOK_WEBHOOK_SECRET is unset: ingest does not require Standard Webhooks signatures")
 	}
-	if a.cfg.HMACSecret == "" {
-		a.log.Warn("DAYBOOK_HMAC_SECRET is unset: ingest does not check body signatures")
+	if a.cfg.Auth == config.AuthOff {
+		a.log.Warn("DAYBOOK_AUTH=off: every route is served to anyone, without an API key", "addr", a.cfg.HTTPAddr)
+		cfg.Auth = api.AuthOff
+		return cfg, nil
 	}
-	if a.cfg.AdminToken == "" {
-		a.log.Warn("DAYBOOK_ADMIN_TOKEN is unset: admin routes are open")
+	store := apikey.NewStore(a.pool)
+	if a.cfg.BootstrapKey != "" {
+		scopes, err := apikey.ParseScopes(a.cfg.BootstrapScopes)
+		if err != nil {
+			return cfg, fmt.Errorf("DAYBOOK_BOOTSTRAP_SCOPES: %w", err)
+		}
+		key, created, err := store.Import(ctx, apikey.ImportParams{Key: a.cfg.BootstrapKey, Name: "bootstrap", Scopes: scopes})
+		if err != nil {
+			return cfg, fmt.Errorf("DAYBOOK_BOOTSTRAP_KEY: %w", err)
+		}
+		if created {
+			a.log.Info("bootstrap API key stored (hashed)", "id", key.ID, "scopes", key.Scopes)
+		}
 	}
+	keys, err := apikey.NewKeyring(store, apikey.KeyringConfig{Logger: a.log})
+	if err != nil {
+		return cfg, err
+	}
+	if err := keys.Start(ctx); err != nil {
+		return cfg, fmt.Errorf("load API keys: %w", err)
+	}
+	a.closers = append(a.closers, closerFunc(keys.Stop))
+	cfg.Auth, cfg.Keys = api.AuthKeys, keys
+	if keys.Open() {
+		if !loopback(a.cfg.HTTPAddr) {
+			return cfg, fmt.Errorf("DAYBOOK_HTTP_ADDR=%s is reachable from other hosts and no API key exists: "+
+				"create one (daybook keys create --name N --scopes S1,S2), give one in DAYBOOK_BOOTSTRAP_KEY, "+
+				"or set DAYBOOK_AUTH=off to serve without authentication", a.cfg.HTTPAddr)
+		}
+		a.log.Warn("no API key exists: the API is open on this loopback address until one is created (daybook keys create)", "addr", a.cfg.HTTPAddr)
+	}
+	return cfg, nil
+}
+
+// loopback reports an address only this host can reach. A host name other
+// than localhost is not trusted to resolve to loopback.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // replayer puts events back on the work topic: the Redis stream, or SQS,
@@ -334,7 +393,11 @@ type closerFunc func()
 
 func (f closerFunc) Close() error { f(); return nil }
 
-func (a *app) newHTTPServer() (*http.Server, error) {
+func (a *app) newHTTPServer(ctx context.Context) (*http.Server, error) {
+	security, err := a.security(ctx)
+	if err != nil {
+		return nil, err
+	}
 	g, err := gate.New(a.redis, gate.Config{
 		KeyPrefix: a.cfg.KeyPrefix, Stream: a.topics().Events(),
 		RatePerSecond: a.cfg.RateLimit, IdempotencyTTL: a.cfg.IdempotencyTTL,
@@ -364,7 +427,7 @@ func (a *app) newHTTPServer() (*http.Server, error) {
 	srv := api.New(api.Deps{
 		Pool: a.pool, Redis: a.redis, RedisOptional: a.sqs != nil, QueueReady: queueReady, Gate: admitter, Events: ingest.NewStore(a.pool), Dead: deadletter.NewStore(a.pool),
 		Replayer: replayer, Ledger: book, Metrics: a.metrics, Logger: a.log,
-	}, api.Config{APIKeys: a.cfg.APIKeys, AdminToken: a.cfg.AdminToken, HMACSecret: a.cfg.HMACSecret})
+	}, security)
 	return &http.Server{
 		Addr:              a.cfg.HTTPAddr,
 		Handler:           srv.Handler(),
@@ -376,14 +439,14 @@ func (a *app) newHTTPServer() (*http.Server, error) {
 	}, nil
 }
 
-func (a *app) opsServer() *http.Server {
+func (a *app) opsServer(addr string) *http.Server {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
-	return &http.Server{Addr: a.cfg.HTTPAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 }
 
 func (a *app) newWorker() (*handlers.Worker, error) {

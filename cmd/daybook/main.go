@@ -26,6 +26,10 @@ usage:
                                  rebuild read models from the event log, verify, swap
   daybook reconcile              check entries, balances and the event log against each other
                                  (exit 0 clean, 1 with a report of each mismatch)
+  daybook keys create --name N --scopes S1,S2 [--rate-limit R]
+                                 make an API key; prints {id,key,name,scopes} once
+  daybook keys list              keys without their secrets, with last use
+  daybook keys revoke ID         revoke a key (servers honour it within 5 s)
   daybook openapi [--json]       print the OpenAPI 3.1 document
 
 configuration comes from the environment (see README.md).
@@ -60,6 +64,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = printOpenAPI(args[1:], stdout)
 	case "projections":
 		err = projectionsCmd(ctx, args[1:], stdout)
+	case "keys":
+		err = keysCmd(ctx, args[1:], stdout)
 	case "reconcile":
 		var mismatches int
 		if mismatches, err = reconcileCmd(ctx, args[1:], stdout, nil); err == nil && mismatches > 0 {

@@ -46,7 +46,10 @@ export const options = {
   },
 };
 
-const json = { headers: { 'Content-Type': 'application/json' } };
+// API_KEY (ledger:read and ledger:write) is sent when set; a fresh loopback
+// instance with no key needs none.
+const json = { headers: Object.assign({ 'Content-Type': 'application/json' },
+  __ENV.API_KEY ? { Authorization: `Bearer ${__ENV.API_KEY}` } : {}) };
 
 function createAccount(name, allowNegative) {
   const res = http.post(`${BASE_URL}/accounts`,

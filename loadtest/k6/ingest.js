@@ -68,7 +68,10 @@ export const options = {
 };
 
 const params = {
-  headers: { 'Content-Type': 'application/json' },
+  // API_KEY (events:write) is sent when set; a fresh loopback instance with no
+  // key needs none.
+  headers: Object.assign({ 'Content-Type': 'application/json' },
+    __ENV.API_KEY ? { Authorization: `Bearer ${__ENV.API_KEY}` } : {}),
   tags: { name: 'POST /events/ingest' },
   // Only 202 counts as success for http_req_failed: a 200 here would be a
   // duplicate, which this script never sends.
