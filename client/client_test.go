@@ -210,7 +210,8 @@ func TestClient_WithAPIKeySendsTheKeyAsBearerOnEveryRoute(t *testing.T) {
 	require.Equal(t, `Bearer realm="daybook"`, p.Header.Get("WWW-Authenticate"))
 
 	_, err = d.client(client.WithAPIKey("dbk_aaaaaaaaaaaa_nope")).IngestBatchWithResponse(ctx, nil, client.BatchInputBody{Events: []client.EventIn{event("evt-1")}})
-	requireProblem(t, err, http.StatusUnauthorized)
+	p = requireProblem(t, err, http.StatusUnauthorized)
+	require.Equal(t, "the API key is unknown", p.Detail)
 
 	c := d.client(client.WithAPIKey(writer))
 	r, err := c.IngestEventWithResponse(ctx, nil, event("evt-1"))
@@ -242,7 +243,8 @@ func TestIngestEvent_SignedWithTheWebhookSecretWhenConfigured(t *testing.T) {
 	p := requireProblem(t, err, http.StatusUnauthorized)
 	require.Equal(t, "webhook-signature does not match the body under any configured secret", p.Detail)
 	_, err = d.client().IngestEventWithResponse(ctx, nil, event("evt-1"))
-	requireProblem(t, err, http.StatusUnauthorized)
+	p = requireProblem(t, err, http.StatusUnauthorized)
+	require.Contains(t, p.Detail, "a webhook signature is required")
 
 	signed := d.client(client.WithWebhookSecret(secret))
 	key := "order-77-paid"

@@ -184,7 +184,7 @@ func Load(getenv func(string) string) (Config, error) {
 
 	// Settings that no longer exist must not be ignored quietly: a deployment
 	// that set them expects a check that would silently be gone.
-	for old, now := range map[string]string{
+	for old, now := range map[string]string{ //nolint:gosec // G101: names of settings, not credentials
 		"DAYBOOK_API_KEYS":    "API keys in Postgres (daybook keys create, or DAYBOOK_BOOTSTRAP_KEY)",
 		"DAYBOOK_ADMIN_TOKEN": "a key with the admin scope (daybook keys create --scopes admin, or DAYBOOK_BOOTSTRAP_KEY)",
 		"DAYBOOK_HMAC_SECRET": "DAYBOOK_WEBHOOK_SECRET (Standard Webhooks signatures)",

@@ -89,7 +89,7 @@ func serve(t *testing.T, a answer) *httptest.Server {
 			w.Header().Set("Content-Type", a.contentType)
 		}
 		w.WriteHeader(a.status)
-		io.WriteString(w, a.body)
+		_, _ = io.WriteString(w, a.body)
 	}))
 	t.Cleanup(hs.Close)
 	return hs
@@ -267,7 +267,7 @@ func TestCheck_CheckLeavesTheRequestAndTheBodyToTheCaller(t *testing.T) {
 	rec.Header()["X-Widget-Version"] = []string{"3"}
 	rec.Header().Set("Content-Type", a.contentType)
 	rec.WriteHeader(a.status)
-	io.WriteString(rec, a.body)
+	_, _ = io.WriteString(rec, a.body)
 	resp := rec.Result()
 
 	tb := &recorder{TB: t}

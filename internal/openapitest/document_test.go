@@ -25,15 +25,15 @@ func daybook(t *testing.T, problemType string) *httptest.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		io.WriteString(w, `{"status":"ok"}`)
+		_, _ = io.WriteString(w, `{"status":"ok"}`)
 	})
 	mux.HandleFunc("POST /transfers", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/problem+json")
 		w.WriteHeader(http.StatusUnprocessableEntity)
-		io.WriteString(w, `{"type":"`+problemType+`","title":"Unprocessable Entity","status":422}`)
+		_, _ = io.WriteString(w, `{"type":"`+problemType+`","title":"Unprocessable Entity","status":422}`)
 	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, "# HELP up\n")
+		_, _ = io.WriteString(w, "# HELP up\n")
 	})
 	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)
@@ -107,7 +107,7 @@ func TestCheck_UsesTheCommittedDocument(t *testing.T) {
 	rec := httptest.NewRecorder()
 	rec.Header().Set("Content-Type", "application/problem+json")
 	rec.WriteHeader(http.StatusUnprocessableEntity)
-	io.WriteString(rec, `{"type":"/problems/insufficient-funds"}`)
+	_, _ = io.WriteString(rec, `{"type":"/problems/insufficient-funds"}`)
 
 	tb := &recorder{TB: t}
 	Check(tb, req, rec.Result())
@@ -140,7 +140,7 @@ func TestTransport_ConcurrentUseIsRaceFree(t *testing.T) {
 				if !assert.NoError(t, err) {
 					return
 				}
-				io.Copy(io.Discard, resp.Body)
+				_, _ = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 			}
 		})
