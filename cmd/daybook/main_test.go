@@ -147,8 +147,10 @@ type ingestAnswer struct {
 	Duplicate      bool   `json:"duplicate"`
 }
 
-func (in *instance) ingest(body string, headers ...string) (int, ingestAnswer) {
-	req, err := http.NewRequest(http.MethodPost, in.url+"/events/ingest", strings.NewReader(body))
+// send sends a JSON request to the instance; headers are name, value pairs.
+func (in *instance) send(method, path, body string, headers ...string) *http.Response {
+	in.t.Helper()
+	req, err := http.NewRequest(method, in.url+path, strings.NewReader(body))
 	require.NoError(in.t, err)
 	req.Header.Set("Content-Type", "application/json")
 	for i := 0; i+1 < len(headers); i += 2 {
@@ -156,6 +158,11 @@ func (in *instance) ingest(body string, headers ...string) (int, ingestAnswer) {
 	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(in.t, err)
+	return resp
+}
+
+func (in *instance) ingest(body string, headers ...string) (int, ingestAnswer) {
+	resp := in.send(http.MethodPost, "/events/ingest", body, headers...)
 	defer resp.Body.Close()
 	var a ingestAnswer
 	raw, _ := io.ReadAll(resp.Body)

@@ -16,14 +16,7 @@ import (
 // status sends a request to the instance and returns the status code.
 func (in *instance) status(method, path, body string, headers ...string) int {
 	in.t.Helper()
-	req, err := http.NewRequest(method, in.url+path, strings.NewReader(body))
-	require.NoError(in.t, err)
-	req.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(in.t, err)
+	resp := in.send(method, path, body, headers...)
 	resp.Body.Close()
 	return resp.StatusCode
 }
