@@ -43,6 +43,14 @@ data "aws_iam_policy_document" "service" {
   }
 
   statement {
+    sid    = "BootstrapKey"
+    effect = "Allow"
+    # Read at start to inject DAYBOOK_BOOTSTRAP_KEY; never written by the service.
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [aws_secretsmanager_secret.bootstrap_key.arn]
+  }
+
+  statement {
     sid    = "EncryptionKey"
     effect = "Allow"
     actions = [
@@ -57,6 +65,7 @@ data "aws_iam_policy_document" "service" {
       values = [
         "sqs.${var.region}.amazonaws.com",
         "s3.${var.region}.amazonaws.com",
+        "secretsmanager.${var.region}.amazonaws.com",
       ]
     }
   }
@@ -64,7 +73,7 @@ data "aws_iam_policy_document" "service" {
 
 resource "aws_iam_policy" "service" {
   name        = "${var.name_prefix}-${var.environment}-service"
-  description = "Daybook service: events queues, archive prefix, encryption key"
+  description = "Daybook service: events queues, archive prefix, bootstrap API key, encryption key"
   policy      = data.aws_iam_policy_document.service.json
 }
 

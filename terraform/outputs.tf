@@ -71,3 +71,8 @@ output "service_env" {
     DAYBOOK_ARCHIVE_URL = "s3://${aws_s3_bucket.archive.bucket}/${var.archive_prefix}"
   }
 }
+
+output "bootstrap_key_secret_arn" {
+  description = "Secrets Manager secret to fill once and inject as DAYBOOK_BOOTSTRAP_KEY (its value is never in Terraform)."
+  value       = aws_secretsmanager_secret.bootstrap_key.arn
+}

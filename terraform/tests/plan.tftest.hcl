@@ -50,6 +50,10 @@ run "defaults_match_service_contract" {
     condition     = length(aws_iam_role.service) == 0
     error_message = "no role unless assume_role_principals is set"
   }
+  assert {
+    condition     = aws_secretsmanager_secret.bootstrap_key.name == "daybook/prod/bootstrap-api-key"
+    error_message = "unexpected bootstrap key secret name"
+  }
 }
 
 run "role_when_principals_given" {
