@@ -310,10 +310,10 @@ func fieldError(location string, value any, message string) error {
 	return huma.Error422UnprocessableEntity("validation failed", &huma.ErrorDetail{Location: location, Value: value, Message: message})
 }
 
-// problemTypeInsufficientFunds is the problem type of a refused debit. A
-// problem type is an absolute URI (RFC 9457 says a relative one resolves
-// against the request's URL, and the document declares format: uri); a tag
-// URI names it without promising a page to fetch.
+// problemTypeInsufficientFunds is the problem type of a refused debit. It is
+// an absolute URI, as the document's format: uri says (a relative one would
+// resolve against each request's URL); a tag URI names it without promising
+// a page to fetch.
 const problemTypeInsufficientFunds = "tag:daybook.dev,2026:problems/insufficient-funds"
 
 // ledgerError maps the ledger's errors to HTTP: this is the one place.

@@ -148,7 +148,7 @@ func (s *Server) authorize(ctx huma.Context, next func(huma.Context)) {
 func credential(ctx huma.Context, scheme string) string {
 	switch scheme {
 	case schemeBearer:
-		// The scheme name is case-insensitive (RFC 9110 section 11.1).
+		// Clients spell the scheme name in any case; HTTP says it is case-insensitive.
 		name, token, ok := strings.Cut(ctx.Header("Authorization"), " ")
 		if ok && strings.EqualFold(name, "Bearer") {
 			return strings.TrimSpace(token)

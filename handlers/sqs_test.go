@@ -13,6 +13,7 @@ import (
 	"github.com/daybook/daybook/deadletter"
 	"github.com/daybook/daybook/ingest"
 	"github.com/daybook/daybook/internal/testmoto"
+	"github.com/daybook/daybook/logevent"
 	"github.com/daybook/daybook/queue"
 )
 
@@ -21,7 +22,7 @@ func TestWorkerSQS_ProcessesEachEventOnceAndReadsQueueDepth(t *testing.T) {
 	h := newHarness(t, onSQS(0))
 	var events []ingest.Event
 	for range 8 {
-		e := h.newEvent(ingest.SourceOrderUpdates, orderPayload)
+		e := h.newEvent(logevent.SourceOrderUpdates, orderPayload)
 		events = append(events, e)
 		h.enqueue(e)
 	}
@@ -49,7 +50,7 @@ func TestWorkerSQS_FailingEventIsDeadLetteredInTheTableAndReplayedThroughSQS(t *
 	h := newHarness(t, onSQS(0))
 	h.breakArchive()
 	h.start()
-	e := h.newEvent(ingest.SourceOrderUpdates, orderPayload)
+	e := h.newEvent(logevent.SourceOrderUpdates, orderPayload)
 	h.enqueue(e)
 
 	rec := h.waitStatus(e.ID, ingest.StatusFailed, 30*time.Second)
@@ -79,7 +80,7 @@ func TestWorkerSQS_FailingEventIsDeadLetteredInTheTableAndReplayedThroughSQS(t *
 func TestWorkerSQS_MessageRedrivenBySQSBecomesAReplayableDeadLetter(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, onSQS(0))
-	e := h.newEvent(ingest.SourceOrderUpdates, orderPayload)
+	e := h.newEvent(logevent.SourceOrderUpdates, orderPayload)
 	h.enqueue(e)
 
 	// Five receives that never acknowledge, as five crashed workers would.

@@ -246,8 +246,9 @@ func (w *Worker) Run(ctx context.Context) error {
 // records one only once handled; Retry runs attempts with backoff and hands
 // the final failure to PoisonQueue; Recoverer turns a panic into an ordinary
 // failed attempt; the breaker, innermost, absorbs Postgres outages so that
-// they never count as attempts. No Timeout middleware: inside PoisonQueue it
-// loses the poison publish (watermill #467); each attempt bounds itself.
+// they never count as attempts. No Timeout middleware: inside PoisonQueue its
+// cancelled context reaches the poison publish, which then fails and loses the
+// letter; each attempt bounds itself instead.
 //
 // source is the topic a dead letter is replayed onto; dedup applies to the
 // ingest consumers only (its keys are message uuids of one consumer group).

@@ -12,6 +12,7 @@ import (
 
 	"github.com/daybook/daybook/deadletter"
 	"github.com/daybook/daybook/ingest"
+	"github.com/daybook/daybook/logevent"
 	"github.com/daybook/daybook/projections"
 	"github.com/daybook/daybook/queue"
 )
@@ -22,7 +23,7 @@ func TestWorker_ProcessesEventToCompletedWithEveryEffect(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.start()
-	e := h.newEvent(ingest.SourceOrderUpdates, orderPayload)
+	e := h.newEvent(logevent.SourceOrderUpdates, orderPayload)
 	h.enqueue(e)
 
 	rec := h.waitStatus(e.ID, ingest.StatusCompleted, 10*time.Second)
@@ -81,7 +82,7 @@ func TestWorker_RedeliversMessageOfDeadConsumerAndProcessesItOnce(t *testing.T) 
 	t.Parallel()
 	h := newHarness(t)
 	ctx := context.Background()
-	e := h.newEvent(ingest.SourceOrderUpdates, orderPayload)
+	e := h.newEvent(logevent.SourceOrderUpdates, orderPayload)
 	h.enqueue(e)
 	stream := h.topics.Events()
 	require.NoError(t, h.redis.XGroupCreateMkStream(ctx, stream, queue.ConsumerGroup, "0").Err())
@@ -115,7 +116,7 @@ func TestWorker_DeliveryWhoseReplyWasLostIsClaimedBackWhileRunning(t *testing.T)
 	// The worker's consumers wait in blocking reads; one script adds the entry
 	// and reads it in consumer test-0's name before they can, as a read whose
 	// reply was lost.
-	lost := h.newEvent(ingest.SourceOrderUpdates, orderPayload)
+	lost := h.newEvent(logevent.SourceOrderUpdates, orderPayload)
 	body, err := lost.Encode()
 	require.NoError(t, err)
 	read, err := h.redis.Eval(ctx, `
@@ -156,7 +157,7 @@ func TestWorker_EventStuckInProcessingIsRescuedAndCompletedOnce(t *testing.T) {
 	h := newHarness(t)
 	h.cfg.StuckAfter = 500 * time.Millisecond
 	h.cfg.AttemptTimeout = 400 * time.Millisecond
-	e := h.newEvent(ingest.SourceOrderUpdates, orderPayload)
+	e := h.newEvent(logevent.SourceOrderUpdates, orderPayload)
 	outcome, rec, err := h.events.Claim(context.Background(), e)
 	require.NoError(t, err)
 	require.Equal(t, ingest.Claimed, outcome)
@@ -221,7 +222,7 @@ func TestWorker_RuleViolationFailsAtOnceWithoutRetries(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.start()
-	e := h.newEvent(ingest.SourceOrderUpdates, `{"amount":"1.00"}`) // no payload.status
+	e := h.newEvent(logevent.SourceOrderUpdates, `{"amount":"1.00"}`) // no payload.status
 	h.enqueue(e)
 	rec := h.waitStatus(e.ID, ingest.StatusFailed, 10*time.Second)
 	require.Equal(t, 1, rec.Attempts)
@@ -240,7 +241,7 @@ func TestWorker_FailedEventIsReplayedToCompleted(t *testing.T) {
 	h := newHarness(t)
 	h.breakArchive()
 	h.start()
-	e := h.newEvent(ingest.SourceOrderUpdates, orderPayload)
+	e := h.newEvent(logevent.SourceOrderUpdates, orderPayload)
 	h.enqueue(e)
 	rec := h.waitStatus(e.ID, ingest.StatusFailed, 10*time.Second)
 	require.Equal(t, 5, rec.Attempts)
@@ -301,7 +302,7 @@ func TestWorker_ShutdownDrainsAndNothingIsLostOrDoubled(t *testing.T) {
 	const n = 300
 	events := make([]ingest.Event, n)
 	for i := range events {
-		events[i] = h.newEvent(ingest.SourceOrderUpdates, orderPayload)
+		events[i] = h.newEvent(logevent.SourceOrderUpdates, orderPayload)
 		h.enqueue(events[i])
 	}
 	h.start()

@@ -8,6 +8,7 @@ import (
 
 	"github.com/daybook/daybook/eventstore"
 	"github.com/daybook/daybook/ingest"
+	"github.com/daybook/daybook/logevent"
 	"github.com/daybook/daybook/projections"
 )
 
@@ -20,7 +21,7 @@ func TestProcessBatch_EachEventGetsItsOwnOutcome(t *testing.T) {
 	good := newEvent(t, "clicks", `{"x":1}`)
 	older := orderEvent(t, "o-1", "created", time.Now().Add(-2*time.Hour))
 	newer := orderEvent(t, "o-1", "paid", time.Now().Add(-time.Hour))
-	broken := newEvent(t, ingest.SourceOrderUpdates, `{"status":"paid"}`) // no order_id: a rule violation
+	broken := newEvent(t, logevent.SourceOrderUpdates, `{"status":"paid"}`) // no order_id: a rule violation
 	done := newEvent(t, "clicks", `{"x":2}`)
 	_, err := f.proc.Process(ctx, done)
 	require.NoError(t, err)
@@ -60,7 +61,7 @@ func TestProcessBatch_OneEventFailingTheSharedCommitFailsAlone(t *testing.T) {
 	tx, err := f.pool.Begin(ctx)
 	require.NoError(t, err)
 	_, err = eventstore.AppendTx(ctx, tx, "ingest-"+b.ID.String(), eventstore.ExpectNew,
-		eventstore.NewEvent{Type: ingest.EventTypeProcessed, Data: []byte(`{}`)})
+		eventstore.NewEvent{Type: logevent.TypeEventProcessed, Data: []byte(`{}`)})
 	require.NoError(t, err)
 	require.NoError(t, tx.Commit(ctx))
 

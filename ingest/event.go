@@ -13,9 +13,6 @@ import (
 	"github.com/google/uuid"
 )
 
-// SourceOrderUpdates is the source whose events feed the orders projection.
-const SourceOrderUpdates = "order_updates"
-
 // Limits on an event's fields; the API validates them and so does the database.
 const (
 	IdempotencyKeyLengthMax = 255

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/daybook/daybook/ingest"
+	"github.com/daybook/daybook/logevent"
 )
 
 // newEvent is a valid event of source with its own id and key. Times are cut
@@ -34,7 +35,7 @@ func newEvent(t *testing.T, source, payload string) ingest.Event {
 // orderEvent is an order_updates event setting orderID to status at occurredAt.
 func orderEvent(t *testing.T, orderID, status string, occurredAt time.Time) ingest.Event {
 	t.Helper()
-	e := newEvent(t, ingest.SourceOrderUpdates, `{"status":"`+status+`","amount":"12.30"}`)
+	e := newEvent(t, logevent.SourceOrderUpdates, `{"status":"`+status+`","amount":"12.30"}`)
 	e.Type = "order.updated"
 	e.OrderID = orderID
 	at := occurredAt.UTC().Truncate(time.Microsecond)

@@ -14,11 +14,9 @@ import (
 
 	"github.com/daybook/daybook/archive"
 	"github.com/daybook/daybook/eventstore"
+	"github.com/daybook/daybook/logevent"
 	"github.com/daybook/daybook/projections"
 )
-
-// EventTypeProcessed is the log event appended for every processed event.
-const EventTypeProcessed = "ingest.event_processed"
 
 // ErrRule marks an event that breaks a processing rule: retrying cannot help.
 var ErrRule = errors.New("event breaks a processing rule")
@@ -249,7 +247,7 @@ func (p *Processor) commit(ctx context.Context, work []task) ([]bool, error) {
 			}
 			appends = append(appends, eventstore.Append{
 				StreamID: "ingest-" + t.rec.ID.String(), ExpectedVersion: eventstore.ExpectNew,
-				Events: []eventstore.NewEvent{{Type: EventTypeProcessed, Data: t.data, Metadata: meta}},
+				Events: []eventstore.NewEvent{{Type: logevent.TypeEventProcessed, Data: t.data, Metadata: meta}},
 			})
 			if t.update != nil {
 				updates = append(updates, *t.update)
@@ -307,8 +305,8 @@ func (p *Processor) fail(ctx context.Context, attempt FinishAttemptParams, cause
 }
 
 func logData(rec Record) ([]byte, error) {
-	data, err := json.Marshal(processedData{
-		EventID: rec.ID.String(), IdempotencyKey: rec.IdempotencyKey, Source: rec.Source, Type: rec.Type,
+	data, err := json.Marshal(logevent.EventProcessed{
+		EventID: rec.ID, IdempotencyKey: rec.IdempotencyKey, Source: rec.Source, Type: rec.Type,
 		OrderID: rec.OrderID, Payload: rec.Payload, OccurredAt: rec.OccurredAt, ReceivedAt: rec.ReceivedAt,
 	})
 	if err != nil {
@@ -317,22 +315,10 @@ func logData(rec Record) ([]byte, error) {
 	return data, nil
 }
 
-// processedData is the log event's data; projections decode it on rebuild.
-type processedData struct {
-	EventID        string          `json:"event_id"`
-	IdempotencyKey string          `json:"idempotency_key"`
-	Source         string          `json:"source"`
-	Type           string          `json:"type"`
-	OrderID        string          `json:"order_id,omitempty"`
-	Payload        json.RawMessage `json:"payload"`
-	OccurredAt     *time.Time      `json:"occurred_at,omitempty"`
-	ReceivedAt     time.Time       `json:"received_at"`
-}
-
 // orderUpdateOf applies the order_updates rules: an order id and a string
 // payload.status are required. Other sources carry no rules here.
 func orderUpdateOf(e Event) (*projections.OrderUpdate, error) {
-	if e.Source != SourceOrderUpdates {
+	if e.Source != logevent.SourceOrderUpdates {
 		return nil, nil
 	}
 	if e.OrderID == "" {
@@ -345,8 +331,8 @@ func orderUpdateOf(e Event) (*projections.OrderUpdate, error) {
 		return nil, fmt.Errorf("order_updates payload: %w", errors.Join(err, ErrRule))
 	}
 	status, ok := payload.Status.(string)
-	if !ok || status == "" || len(status) > 50 {
-		return nil, fmt.Errorf("order_updates event needs payload.status, a string of 1 to 50 characters: %w", ErrRule)
+	if !ok || status == "" || len(status) > logevent.OrderStatusLengthMax {
+		return nil, fmt.Errorf("order_updates event needs payload.status, a string of 1 to %d characters: %w", logevent.OrderStatusLengthMax, ErrRule)
 	}
 	at := e.ReceivedAt
 	if e.OccurredAt != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/daybook/daybook/eventstore"
 	"github.com/daybook/daybook/ingest"
 	"github.com/daybook/daybook/internal/testdb"
+	"github.com/daybook/daybook/logevent"
 	"github.com/daybook/daybook/projections"
 )
 
@@ -108,7 +109,7 @@ func TestProcessor_OrderUpdateIsCompletedWithAllItsEffects(t *testing.T) {
 	logged, err := eventstore.ReadStream(ctx, f.pool, "ingest-"+e.ID.String())
 	require.NoError(t, err)
 	require.Len(t, logged, 1)
-	require.Equal(t, ingest.EventTypeProcessed, logged[0].Type)
+	require.Equal(t, logevent.TypeEventProcessed, logged[0].Type)
 	require.Equal(t, "ingest.event_processed", logged[0].Type)
 	require.EqualValues(t, 1, logged[0].Version)
 	require.Equal(t, map[string]string{"correlation_id": "corr-1"}, logged[0].Metadata)

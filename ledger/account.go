@@ -13,6 +13,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/daybook/daybook/eventstore"
+	"github.com/daybook/daybook/logevent"
 )
 
 // DefaultCurrency is an account's currency when none is given.
@@ -22,7 +23,7 @@ const DefaultCurrency = "USD"
 const accountNameMax = 200
 
 // openedVersion is a new account's version: its stream holds one event,
-// EventAccountOpened.
+// logevent.TypeAccountOpened.
 const openedVersion int64 = 1
 
 var currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
@@ -77,7 +78,7 @@ func checkCurrency(c string) error {
 }
 
 // CreateAccount opens an account with a zero balance: the account, its
-// balance row and EventAccountOpened on its stream, in one transaction.
+// balance row and logevent.TypeAccountOpened on its stream, in one transaction.
 func (s *Service) CreateAccount(ctx context.Context, p CreateAccountParams) (Account, error) {
 	p, err := p.validate()
 	if err != nil {
@@ -87,7 +88,7 @@ func (s *Service) CreateAccount(ctx context.Context, p CreateAccountParams) (Acc
 	if err != nil {
 		return Account{}, fmt.Errorf("new account id: %w", err)
 	}
-	opened, err := newEvent(EventAccountOpened, AccountOpened{
+	opened, err := newEvent(logevent.TypeAccountOpened, logevent.AccountOpened{
 		AccountID: id, Name: p.Name, Currency: p.Currency, AllowNegative: p.AllowNegative,
 	})
 	if err != nil {
@@ -100,9 +101,9 @@ func (s *Service) CreateAccount(ctx context.Context, p CreateAccountParams) (Acc
 			if err != nil {
 				return err
 			}
-			recorded, err := eventstore.AppendTx(ctx, tx, AccountStream(id), eventstore.ExpectNew, opened)
+			recorded, err := eventstore.AppendTx(ctx, tx, logevent.AccountStream(id), eventstore.ExpectNew, opened)
 			if err != nil {
-				return fmt.Errorf("append %s: %w", EventAccountOpened, err)
+				return fmt.Errorf("append %s: %w", logevent.TypeAccountOpened, err)
 			}
 			if recorded[0].Version != inserted.Version {
 				return fmt.Errorf("ledger invariant: account %s opened at stream version %d, balance version %d",

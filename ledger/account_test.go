@@ -9,6 +9,7 @@ import (
 	"github.com/daybook/daybook/eventstore"
 	"github.com/daybook/daybook/internal/testdb"
 	"github.com/daybook/daybook/ledger"
+	"github.com/daybook/daybook/logevent"
 )
 
 func TestCreateAccount_OpensEmptyUSDAccountWithItsEvent(t *testing.T) {
@@ -34,10 +35,10 @@ func TestCreateAccount_OpensEmptyUSDAccountWithItsEvent(t *testing.T) {
 	require.EqualValues(t, 1, got.Version)
 	require.True(t, created.CreatedAt.Equal(got.CreatedAt))
 
-	events, err := eventstore.ReadStream(ctx, pool, ledger.AccountStream(created.ID))
+	events, err := eventstore.ReadStream(ctx, pool, logevent.AccountStream(created.ID))
 	require.NoError(t, err)
 	require.Len(t, events, 1)
-	require.Equal(t, ledger.EventAccountOpened, events[0].Type)
+	require.Equal(t, logevent.TypeAccountOpened, events[0].Type)
 	require.EqualValues(t, 1, events[0].Version)
 	require.JSONEq(t, `{"account_id":"`+created.ID.String()+`","name":"Alice","currency":"USD","allow_negative":false}`, string(events[0].Data))
 	require.Equal(t, 1, countRows(t, pool, "outbox"))

@@ -14,6 +14,7 @@ import (
 	"github.com/daybook/daybook/internal/testdb"
 	"github.com/daybook/daybook/internal/testredis"
 	"github.com/daybook/daybook/ledger"
+	"github.com/daybook/daybook/logevent"
 )
 
 // concurrentPoolConns sizes the pools of the concurrency tests: more than
@@ -176,7 +177,7 @@ func testOppositeTransfers(t *testing.T, lock string) {
 		require.NoError(t, err)
 		// Opened, funded, then one version per transfer.
 		require.EqualValues(t, 2+2*each, account.Version)
-		streamVersion, err := eventstore.StreamVersion(t.Context(), pool, ledger.AccountStream(id))
+		streamVersion, err := eventstore.StreamVersion(t.Context(), pool, logevent.AccountStream(id))
 		require.NoError(t, err)
 		require.Equal(t, account.Version, streamVersion)
 	}

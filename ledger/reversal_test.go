@@ -9,6 +9,7 @@ import (
 
 	"github.com/daybook/daybook/eventstore"
 	"github.com/daybook/daybook/ledger"
+	"github.com/daybook/daybook/logevent"
 )
 
 func TestReverse_RestoresBothBalancesOnce(t *testing.T) {
@@ -44,10 +45,10 @@ func TestReverse_RestoresBothBalancesOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, original.ID, stored.ReversalOf)
 
-	events, err := eventstore.ReadStream(ctx, pool, ledger.TransferStream(reversal.ID))
+	events, err := eventstore.ReadStream(ctx, pool, logevent.TransferStream(reversal.ID))
 	require.NoError(t, err)
 	require.Len(t, events, 1)
-	var data ledger.TransferCompleted
+	var data logevent.TransferCompleted
 	require.NoError(t, json.Unmarshal(events[0].Data, &data))
 	require.NotNil(t, data.ReversalOf)
 	require.Equal(t, original.ID, *data.ReversalOf)

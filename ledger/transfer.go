@@ -15,6 +15,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/daybook/daybook/eventstore"
+	"github.com/daybook/daybook/logevent"
 )
 
 // StatusCompleted is the status of every stored transfer: one that is
@@ -408,19 +409,19 @@ func (p transferPlan) events(w writtenTransfer) ([]eventstore.Append, error) {
 	if t.ReversalOf != uuid.Nil {
 		reversalOf = &t.ReversalOf
 	}
-	completed, err := newEvent(EventTransferCompleted, TransferCompleted{
+	completed, err := newEvent(logevent.TypeTransferCompleted, logevent.TransferCompleted{
 		TransferID: t.ID, FromAccountID: t.FromAccountID, ToAccountID: t.ToAccountID,
 		Amount: formatAmount(t.Amount), Currency: t.Currency, ReversalOf: reversalOf, Metadata: t.Metadata,
 	})
 	if err != nil {
 		return nil, err
 	}
-	appends := []eventstore.Append{{StreamID: TransferStream(p.id), ExpectedVersion: eventstore.ExpectNew, Events: []eventstore.NewEvent{completed}}}
+	appends := []eventstore.Append{{StreamID: logevent.TransferStream(p.id), ExpectedVersion: eventstore.ExpectNew, Events: []eventstore.NewEvent{completed}}}
 	for _, side := range []struct {
 		posting
 		typ string
-	}{{p.debit, EventAccountDebited}, {p.credit, EventAccountCredited}} {
-		event, err := newEvent(side.typ, AccountPosting{
+	}{{p.debit, logevent.TypeAccountDebited}, {p.credit, logevent.TypeAccountCredited}} {
+		event, err := newEvent(side.typ, logevent.AccountPosting{
 			AccountID: side.accountID, TransferID: p.id, EntryID: side.entryID,
 			Amount: formatAmount(side.amount), Balance: formatAmount(side.balanceAfter), Currency: p.currency,
 		})
@@ -428,7 +429,7 @@ func (p transferPlan) events(w writtenTransfer) ([]eventstore.Append, error) {
 			return nil, err
 		}
 		appends = append(appends, eventstore.Append{
-			StreamID: AccountStream(side.accountID), ExpectedVersion: side.versionBefore, Events: []eventstore.NewEvent{event},
+			StreamID: logevent.AccountStream(side.accountID), ExpectedVersion: side.versionBefore, Events: []eventstore.NewEvent{event},
 		})
 	}
 	return appends, nil

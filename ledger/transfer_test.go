@@ -10,6 +10,7 @@ import (
 
 	"github.com/daybook/daybook/eventstore"
 	"github.com/daybook/daybook/ledger"
+	"github.com/daybook/daybook/logevent"
 )
 
 func TestTransfer_MovesMoneyAndWritesBalancedEntries(t *testing.T) {
@@ -268,37 +269,37 @@ func TestTransfer_AppendsEventsWithOneOutboxRowEach(t *testing.T) {
 	}
 
 	for i, tr := range transfers {
-		events, err := eventstore.ReadStream(ctx, pool, ledger.TransferStream(tr.ID))
+		events, err := eventstore.ReadStream(ctx, pool, logevent.TransferStream(tr.ID))
 		require.NoError(t, err)
 		require.Len(t, events, 1)
-		require.Equal(t, ledger.EventTransferCompleted, events[0].Type)
-		var data ledger.TransferCompleted
+		require.Equal(t, logevent.TypeTransferCompleted, events[0].Type)
+		var data logevent.TransferCompleted
 		require.NoError(t, json.Unmarshal(events[0].Data, &data))
-		require.Equal(t, ledger.TransferCompleted{
+		require.Equal(t, logevent.TransferCompleted{
 			TransferID: tr.ID, FromAccountID: world.ID, ToAccountID: alice.ID,
 			Amount: []string{"10.0000", "0.5000", "2.2500"}[i], Currency: "USD",
 		}, data)
 	}
 
-	credits, err := eventstore.ReadStream(ctx, pool, ledger.AccountStream(alice.ID))
+	credits, err := eventstore.ReadStream(ctx, pool, logevent.AccountStream(alice.ID))
 	require.NoError(t, err)
 	require.Len(t, credits, 4)
-	require.Equal(t, ledger.EventAccountOpened, credits[0].Type)
+	require.Equal(t, logevent.TypeAccountOpened, credits[0].Type)
 	var balances []string
 	for _, e := range credits[1:] {
-		require.Equal(t, ledger.EventAccountCredited, e.Type)
-		var p ledger.AccountPosting
+		require.Equal(t, logevent.TypeAccountCredited, e.Type)
+		var p logevent.AccountPosting
 		require.NoError(t, json.Unmarshal(e.Data, &p))
 		balances = append(balances, p.Amount+" -> "+p.Balance)
 	}
 	require.Equal(t, []string{"10.0000 -> 10.0000", "0.5000 -> 10.5000", "2.2500 -> 12.7500"}, balances)
 
-	debits, err := eventstore.ReadStream(ctx, pool, ledger.AccountStream(world.ID))
+	debits, err := eventstore.ReadStream(ctx, pool, logevent.AccountStream(world.ID))
 	require.NoError(t, err)
 	require.Len(t, debits, 4)
-	var p ledger.AccountPosting
+	var p logevent.AccountPosting
 	require.NoError(t, json.Unmarshal(debits[3].Data, &p))
-	require.Equal(t, ledger.EventAccountDebited, debits[3].Type)
+	require.Equal(t, logevent.TypeAccountDebited, debits[3].Type)
 	require.Equal(t, "-2.2500", p.Amount)
 	require.Equal(t, "-12.7500", p.Balance)
 
@@ -332,7 +333,7 @@ func TestTransfer_AccountStreamVersionEqualsBalanceVersion(t *testing.T) {
 	}{{world.ID, 3, "-99.0000"}, {alice.ID, 5, "74.0000"}, {bob.ID, 3, "25.0000"}} {
 		a, err := svc.GetAccount(ctx, want.id)
 		require.NoError(t, err)
-		streamVersion, err := eventstore.StreamVersion(ctx, pool, ledger.AccountStream(want.id))
+		streamVersion, err := eventstore.StreamVersion(ctx, pool, logevent.AccountStream(want.id))
 		require.NoError(t, err)
 		require.Equal(t, want.version, a.Version)
 		require.Equal(t, want.version, streamVersion)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/daybook/daybook/logevent"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -15,9 +16,6 @@ import (
 
 // DailyTotals is the name of the asynchronous per-account daily totals projection.
 const DailyTotals = "account_daily_totals"
-
-// transferCompleted is the ledger event it folds (decoded here by its shape).
-const transferCompleted = "ledger.transfer_completed"
 
 // LogEvent is what the projection needs of one log event.
 type LogEvent struct {
@@ -28,29 +26,22 @@ type LogEvent struct {
 	RecordedAt time.Time
 }
 
-// transfer is the part of a transfer_completed event's data the projection reads.
-type transfer struct {
-	From   uuid.UUID `json:"from_account_id"`
-	To     uuid.UUID `json:"to_account_id"`
-	Amount string    `json:"amount"`
-}
-
 // ApplyDailyTotals folds one ledger.transfer_completed event into
 // account_daily_totals — the amount debited from one account and credited
 // to the other on the event's UTC day — exactly once: the event id is
 // recorded in the same transaction, so a redelivered message changes
 // nothing. Other events are ignored. applied reports whether totals changed.
 func ApplyDailyTotals(ctx context.Context, pool *pgxpool.Pool, e LogEvent) (applied bool, err error) {
-	if e.Type != transferCompleted {
+	if e.Type != logevent.TypeTransferCompleted {
 		return false, nil
 	}
-	var t transfer
+	var t logevent.TransferCompleted
 	if err := json.Unmarshal(e.Data, &t); err != nil {
 		return false, fmt.Errorf("daily totals: decode %s %s: %w", e.Type, e.EventID, err)
 	}
 	amount, err := decimal.NewFromString(t.Amount)
-	if err != nil || t.From == uuid.Nil || t.To == uuid.Nil || t.From == t.To || !amount.IsPositive() {
-		return false, fmt.Errorf("daily totals: %s %s: from %s to %s amount %q do not make a transfer", e.Type, e.EventID, t.From, t.To, t.Amount)
+	if err != nil || t.FromAccountID == uuid.Nil || t.ToAccountID == uuid.Nil || t.FromAccountID == t.ToAccountID || !amount.IsPositive() {
+		return false, fmt.Errorf("daily totals: %s %s: from %s to %s amount %q do not make a transfer", e.Type, e.EventID, t.FromAccountID, t.ToAccountID, t.Amount)
 	}
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `INSERT INTO projection_applied (projection, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`, DailyTotals, e.EventID)
@@ -69,7 +60,7 @@ func ApplyDailyTotals(ctx context.Context, pool *pgxpool.Pool, e LogEvent) (appl
 			ORDER BY a
 			ON CONFLICT (account_id, day) DO UPDATE SET debited = account_daily_totals.debited + EXCLUDED.debited,
 				credited = account_daily_totals.credited + EXCLUDED.credited, postings = account_daily_totals.postings + 1`,
-			t.From, t.To, e.RecordedAt, amount.String()); err != nil {
+			t.FromAccountID, t.ToAccountID, e.RecordedAt, amount.String()); err != nil {
 			return err
 		}
 		_, err = tx.Exec(ctx, `INSERT INTO projection_checkpoints (projection, position) VALUES ($1, $2)

@@ -3,5 +3,5 @@
 // transaction), the rebuild of orders and of the ledger's balance projection
 // (account_balances) from the log, and the asynchronous per-account daily
 // totals (account_daily_totals, fed by daybook.log). It reads event data by
-// its own decoding, never by importing the writer's package.
+// the contract in logevent, never by importing the writer's package.
 package projections

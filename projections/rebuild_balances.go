@@ -11,26 +11,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/daybook/daybook/eventstore"
+	"github.com/daybook/daybook/logevent"
 )
 
-// The ledger's account stream and its events (decoded here by their shape:
-// projections does not import ledger). An account's stream version equals its
-// account_balances.version.
-const (
-	rebuildAccountStreamPrefix = "account-"
-	rebuildAccountOpened       = "ledger.account_opened"
-	rebuildAccountDebited      = "ledger.account_debited"
-	rebuildAccountCredited     = "ledger.account_credited"
-)
-
-// rebuildAccountEvent is the part of an account event's data the balances
-// projection reads: amount is signed (a debit is negative), a decimal string.
-type rebuildAccountEvent struct {
-	AccountID     uuid.UUID `json:"account_id"`
-	Currency      string    `json:"currency"`
-	AllowNegative bool      `json:"allow_negative"`
-	Amount        string    `json:"amount"`
-}
+// accountEvents are the events of an account's stream (logevent).
+var accountEvents = []string{logevent.TypeAccountOpened, logevent.TypeAccountDebited, logevent.TypeAccountCredited}
 
 // RebuildBalances rebuilds account_balances from the account streams: each
 // account opens at 0 and adds the signed amount of every posting, its version
@@ -44,7 +29,7 @@ func RebuildBalances(ctx context.Context, pool *pgxpool.Pool, progress Progress)
 		name:  ProjectionBalances,
 		live:  "account_balances",
 		fresh: "account_balances_rebuild",
-		types: []string{rebuildAccountOpened, rebuildAccountDebited, rebuildAccountCredited},
+		types: accountEvents,
 		// Defaults and the primary key only: the foreign key and CHECKs are
 		// the live table's to hold when the result is swapped in.
 		create: `CREATE TEMP TABLE account_balances_rebuild (LIKE account_balances INCLUDING DEFAULTS INCLUDING INDEXES)`,
@@ -66,23 +51,32 @@ func foldBalancesTx(ctx context.Context, tx pgx.Tx, page []eventstore.Recorded) 
 	var postAmounts []string
 	var postVersions []int64
 	for _, e := range page {
-		var d rebuildAccountEvent
-		if err := json.Unmarshal(e.Data, &d); err != nil {
+		var opened logevent.AccountOpened
+		var posting logevent.AccountPosting
+		var data any = &posting
+		if e.Type == logevent.TypeAccountOpened {
+			data = &opened
+		}
+		if err := json.Unmarshal(e.Data, data); err != nil {
 			return fmt.Errorf("decode %s at position %d: %w", e.Type, e.Position, err)
 		}
-		if d.AccountID == uuid.Nil || e.StreamID != rebuildAccountStreamPrefix+d.AccountID.String() {
-			return fmt.Errorf("%s at position %d: account %s is not its stream %s", e.Type, e.Position, d.AccountID, e.StreamID)
+		accountID := posting.AccountID
+		if e.Type == logevent.TypeAccountOpened {
+			accountID = opened.AccountID
+		}
+		if accountID == uuid.Nil || e.StreamID != logevent.AccountStream(accountID) {
+			return fmt.Errorf("%s at position %d: account %s is not its stream %s", e.Type, e.Position, accountID, e.StreamID)
 		}
 		switch e.Type {
-		case rebuildAccountOpened:
-			openIDs, openCurrencies = append(openIDs, d.AccountID), append(openCurrencies, d.Currency)
-			openNegative, openVersions = append(openNegative, d.AllowNegative), append(openVersions, e.Version)
+		case logevent.TypeAccountOpened:
+			openIDs, openCurrencies = append(openIDs, opened.AccountID), append(openCurrencies, opened.Currency)
+			openNegative, openVersions = append(openNegative, opened.AllowNegative), append(openVersions, e.Version)
 		default:
-			neg := strings.HasPrefix(d.Amount, "-")
-			if d.Amount == "" || neg != (e.Type == rebuildAccountDebited) {
-				return fmt.Errorf("%s at position %d: amount %q has the wrong sign", e.Type, e.Position, d.Amount)
+			neg := strings.HasPrefix(posting.Amount, "-")
+			if posting.Amount == "" || neg != (e.Type == logevent.TypeAccountDebited) {
+				return fmt.Errorf("%s at position %d: amount %q has the wrong sign", e.Type, e.Position, posting.Amount)
 			}
-			postIDs, postAmounts, postVersions = append(postIDs, d.AccountID), append(postAmounts, d.Amount), append(postVersions, e.Version)
+			postIDs, postAmounts, postVersions = append(postIDs, posting.AccountID), append(postAmounts, posting.Amount), append(postVersions, e.Version)
 		}
 	}
 	if len(openIDs) > 0 {
@@ -140,7 +134,7 @@ func verifyBalancesTx(ctx context.Context, tx pgx.Tx) error {
 		           WHERE stream_id LIKE $1 || '%' AND event_type = ANY($2) GROUP BY stream_id) s
 		       ON s.stream_id = $1 || r.account_id::text
 		WHERE r.version IS DISTINCT FROM s.version
-		ORDER BY 1`, rebuildAccountStreamPrefix, []string{rebuildAccountOpened, rebuildAccountDebited, rebuildAccountCredited})
+		ORDER BY 1`, logevent.AccountStreamPrefix, accountEvents)
 }
 
 func swapBalancesTx(ctx context.Context, tx pgx.Tx) (int64, error) {

@@ -13,36 +13,18 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/daybook/daybook/eventstore"
+	"github.com/daybook/daybook/logevent"
 )
-
-// The ingest writer's log event and the source whose events are order
-// updates (decoded here by their shape: projections does not import ingest).
-const (
-	rebuildEventProcessed    = "ingest.event_processed"
-	rebuildSourceOrderUpdate = "order_updates"
-	rebuildOrderStatusMax    = 50 // characters, as the writer enforces
-)
-
-// rebuildProcessedData is the part of an ingest.event_processed event's
-// data the orders projection reads.
-type rebuildProcessedData struct {
-	EventID    uuid.UUID       `json:"event_id"`
-	Source     string          `json:"source"`
-	OrderID    string          `json:"order_id"`
-	Payload    json.RawMessage `json:"payload"`
-	OccurredAt *time.Time      `json:"occurred_at"`
-	ReceivedAt time.Time       `json:"received_at"`
-}
 
 // orderUpdateOfLog decodes an order update from a processed event, by the
 // writer's rule: an order's time is occurred_at, else received_at. ok is
 // false for events of other sources.
 func orderUpdateOfLog(e eventstore.Recorded) (u OrderUpdate, ok bool, err error) {
-	var d rebuildProcessedData
+	var d logevent.EventProcessed
 	if err := json.Unmarshal(e.Data, &d); err != nil {
 		return OrderUpdate{}, false, fmt.Errorf("decode event at position %d: %w", e.Position, err)
 	}
-	if d.Source != rebuildSourceOrderUpdate {
+	if d.Source != logevent.SourceOrderUpdates {
 		return OrderUpdate{}, false, nil
 	}
 	var payload struct {
@@ -57,7 +39,7 @@ func orderUpdateOfLog(e eventstore.Recorded) (u OrderUpdate, ok bool, err error)
 		at = *d.OccurredAt
 	}
 	// The writer refuses such an event, so the log cannot hold one.
-	if d.OrderID == "" || status == "" || len(status) > rebuildOrderStatusMax || at.IsZero() || d.EventID == uuid.Nil {
+	if d.OrderID == "" || status == "" || len(status) > logevent.OrderStatusLengthMax || at.IsZero() || d.EventID == uuid.Nil {
 		return OrderUpdate{}, false, fmt.Errorf("order update at position %d lacks order id, status, time or event id", e.Position)
 	}
 	return OrderUpdate{OrderID: d.OrderID, Status: status, OccurredAt: at, EventID: d.EventID}, true, nil
@@ -72,7 +54,7 @@ func RebuildOrders(ctx context.Context, pool *pgxpool.Pool, progress Progress) (
 		name:   ProjectionOrders,
 		live:   "orders",
 		fresh:  "orders_rebuild",
-		types:  []string{rebuildEventProcessed},
+		types:  []string{logevent.TypeEventProcessed},
 		create: `CREATE TEMP TABLE orders_rebuild (LIKE orders INCLUDING DEFAULTS INCLUDING INDEXES)`,
 		fold:   foldOrdersTx,
 		verify: verifyOrdersTx,
@@ -133,7 +115,7 @@ func verifyOrdersTx(ctx context.Context, tx pgx.Tx) error {
 		)
 		SELECT coalesce(w.order_id, r.order_id) FROM winners w FULL JOIN orders_rebuild r ON r.order_id = w.order_id
 		WHERE (w.status, w.at, w.event_id) IS DISTINCT FROM (r.status, r.occurred_at, r.last_event_id)
-		ORDER BY 1`, rebuildEventProcessed, rebuildSourceOrderUpdate)
+		ORDER BY 1`, logevent.TypeEventProcessed, logevent.SourceOrderUpdates)
 }
 
 func swapOrdersTx(ctx context.Context, tx pgx.Tx) (int64, error) {

@@ -17,6 +17,7 @@ import (
 	"github.com/daybook/daybook/ingest"
 	"github.com/daybook/daybook/internal/testdb"
 	"github.com/daybook/daybook/ledger"
+	"github.com/daybook/daybook/logevent"
 	"github.com/daybook/daybook/projections"
 )
 
@@ -60,7 +61,7 @@ func ingestEvent(t *testing.T, source, payload string) ingest.Event {
 
 func orderEvent(t *testing.T, orderID, status string, occurredAt time.Time) ingest.Event {
 	t.Helper()
-	e := ingestEvent(t, ingest.SourceOrderUpdates, `{"status":"`+status+`"}`)
+	e := ingestEvent(t, logevent.SourceOrderUpdates, `{"status":"`+status+`"}`)
 	e.Type = "order.updated"
 	e.OrderID = orderID
 	at := occurredAt.UTC()
@@ -229,8 +230,8 @@ func TestRebuildBalances_RefusesALogThatDisagreesWithTheEntries(t *testing.T) {
 	// with no ledger entry behind it.
 	require.NoError(t, pgx.BeginFunc(t.Context(), pool, func(tx pgx.Tx) error {
 		data := fmt.Sprintf(`{"account_id":%q,"amount":"1.0000"}`, accounts[2].ID)
-		_, err := eventstore.AppendTx(t.Context(), tx, ledger.AccountStream(accounts[2].ID), 4,
-			eventstore.NewEvent{Type: ledger.EventAccountCredited, Data: json.RawMessage(data)})
+		_, err := eventstore.AppendTx(t.Context(), tx, logevent.AccountStream(accounts[2].ID), 4,
+			eventstore.NewEvent{Type: logevent.TypeAccountCredited, Data: json.RawMessage(data)})
 		return err
 	}))
 	require.NotEqual(t, written, planted)

@@ -6,10 +6,9 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/daybook/daybook/logevent"
 	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
-
-	"github.com/daybook/daybook/ledger"
 )
 
 // accountsPageSize is how many accounts one page reads and folds at once:
@@ -112,7 +111,7 @@ func foldStreams(ctx context.Context, q Querier, page []*account, r *Report) err
 	byStream := make(map[string]*account, len(page))
 	streams := make([]string, 0, len(page))
 	for _, a := range page {
-		s := "account-" + a.id
+		s := logevent.AccountStreamPrefix + a.id
 		byStream[s] = a
 		streams = append(streams, s)
 	}
@@ -159,21 +158,21 @@ func applyEvent(a *account, version int64, typ, data string, r *Report) {
 	}
 	f.lastVersion = version
 	switch typ {
-	case ledger.EventAccountOpened:
+	case logevent.TypeAccountOpened:
 		if version != 1 {
 			broken("%s again", typ)
 		}
 		f.balance = decimal.Zero
 		return
-	case ledger.EventAccountDebited, ledger.EventAccountCredited:
+	case logevent.TypeAccountDebited, logevent.TypeAccountCredited:
 	default:
 		broken("unexpected event type %s", typ)
 		return
 	}
 	if version == 1 {
-		broken("stream opens with %s, want %s", typ, ledger.EventAccountOpened)
+		broken("stream opens with %s, want %s", typ, logevent.TypeAccountOpened)
 	}
-	var p ledger.AccountPosting
+	var p logevent.AccountPosting
 	if err := json.Unmarshal([]byte(data), &p); err != nil {
 		broken("%s data: %v", typ, err)
 		return
@@ -186,7 +185,7 @@ func applyEvent(a *account, version int64, typ, data string, r *Report) {
 		broken("%s amount %q: %v", typ, p.Amount, err)
 		return
 	}
-	if (typ == ledger.EventAccountDebited) != amount.IsNegative() {
+	if (typ == logevent.TypeAccountDebited) != amount.IsNegative() {
 		broken("%s with amount %s", typ, p.Amount)
 	}
 	f.balance = f.balance.Add(amount)
@@ -216,7 +215,7 @@ func compareAccount(a *account, r *Report) {
 		}
 	}
 	if a.fold.lastVersion == 0 {
-		r.add(Mismatch{Kind: KindEventStream, AccountID: a.id, Detail: "no events: want " + ledger.EventAccountOpened})
+		r.add(Mismatch{Kind: KindEventStream, AccountID: a.id, Detail: "no events: want " + logevent.TypeAccountOpened})
 	}
 	if !a.fold.balance.Equal(a.entries) {
 		r.add(Mismatch{Kind: KindEventFold, AccountID: a.id, Detail: a.figures()})
@@ -254,7 +253,7 @@ func checkOrphanStreams(ctx context.Context, q Querier, r *Report) error {
 		return fmt.Errorf("read orphan streams: %w", err)
 	}
 	for _, s := range streams {
-		r.add(Mismatch{Kind: KindOrphanStream, AccountID: strings.TrimPrefix(s, "account-"), Detail: "stream " + s + " has no account"})
+		r.add(Mismatch{Kind: KindOrphanStream, AccountID: strings.TrimPrefix(s, logevent.AccountStreamPrefix), Detail: "stream " + s + " has no account"})
 	}
 	return nil
 }

@@ -7,7 +7,7 @@
 //
 // It reads the tables of ledger and eventstore with plain SQL on purpose:
 // going through ledger's own reads would check the code against itself. It
-// writes nothing, and it imports ledger only for event type and stream names.
+// writes nothing, and it imports logevent only for event type and stream names.
 // All checks read one snapshot (a REPEATABLE READ, read-only transaction), so
 // transfers committed meanwhile cannot show up as false mismatches.
 package reconcile

@@ -15,6 +15,7 @@ import (
 	"github.com/daybook/daybook/eventstore"
 	"github.com/daybook/daybook/internal/testdb"
 	"github.com/daybook/daybook/ledger"
+	"github.com/daybook/daybook/logevent"
 )
 
 // book is a small realistic ledger written through ledger.Service: a world
@@ -68,11 +69,11 @@ func (b *book) move(t *testing.T, from, to uuid.UUID, amount string) ledger.Tran
 // bypassing the ledger: what a buggy writer or a hand edit would leave.
 func (b *book) appendPosting(t *testing.T, typ string, account uuid.UUID, amount, balance string) {
 	t.Helper()
-	data, err := json.Marshal(ledger.AccountPosting{
+	data, err := json.Marshal(logevent.AccountPosting{
 		AccountID: account, TransferID: uuid.New(), EntryID: uuid.New(), Amount: amount, Balance: balance, Currency: "USD",
 	})
 	require.NoError(t, err)
-	b.appendEvent(t, ledger.AccountStream(account), eventstore.NewEvent{Type: typ, Data: data})
+	b.appendEvent(t, logevent.AccountStream(account), eventstore.NewEvent{Type: typ, Data: data})
 }
 
 func (b *book) appendEvent(t *testing.T, stream string, e eventstore.NewEvent) {
@@ -156,7 +157,7 @@ func TestRun_ExtraPostingEventBreaksTheFold(t *testing.T) {
 	t.Parallel()
 	b := newBook(t)
 	// Internally consistent (70 + 5 = 75) but matched by no entry.
-	b.appendPosting(t, ledger.EventAccountCredited, b.alice.ID, "5.0000", "75.0000")
+	b.appendPosting(t, logevent.TypeAccountCredited, b.alice.ID, "5.0000", "75.0000")
 
 	r, out := run(t, b.pool)
 
@@ -174,7 +175,7 @@ func TestRun_PostingWhoseBalanceAfterDisagreesWithTheFold(t *testing.T) {
 	t.Parallel()
 	b := newBook(t)
 	// A zero credit leaves the fold at 30, but says the balance is 32.
-	b.appendPosting(t, ledger.EventAccountCredited, b.bob.ID, "0.0000", "32.0000")
+	b.appendPosting(t, logevent.TypeAccountCredited, b.bob.ID, "0.0000", "32.0000")
 
 	r, _ := run(t, b.pool)
 
@@ -188,7 +189,7 @@ func TestRun_PostingWhoseBalanceAfterDisagreesWithTheFold(t *testing.T) {
 func TestRun_FoldBelowZeroOnAccountWithoutOverdraft(t *testing.T) {
 	t.Parallel()
 	b := newBook(t)
-	b.appendPosting(t, ledger.EventAccountDebited, b.bob.ID, "-40.0000", "-10.0000")
+	b.appendPosting(t, logevent.TypeAccountDebited, b.bob.ID, "-40.0000", "-10.0000")
 
 	r, _ := run(t, b.pool)
 
@@ -203,8 +204,8 @@ func TestRun_FoldBelowZeroOnAccountWithoutOverdraft(t *testing.T) {
 func TestRun_MalformedAccountStreamIsReportedOnce(t *testing.T) {
 	t.Parallel()
 	b := newBook(t)
-	b.appendEvent(t, ledger.AccountStream(b.alice.ID), eventstore.NewEvent{Type: "ledger.account_frozen", Data: []byte(`{}`)})
-	b.appendPosting(t, ledger.EventAccountDebited, b.alice.ID, "1.0000", "71.0000") // a debit must be negative
+	b.appendEvent(t, logevent.AccountStream(b.alice.ID), eventstore.NewEvent{Type: "ledger.account_frozen", Data: []byte(`{}`)})
+	b.appendPosting(t, logevent.TypeAccountDebited, b.alice.ID, "1.0000", "71.0000") // a debit must be negative
 
 	r, _ := run(t, b.pool)
 
@@ -220,7 +221,7 @@ func TestRun_StreamWithoutAccountIsAnOrphan(t *testing.T) {
 	t.Parallel()
 	b := newBook(t)
 	ghost := uuid.New()
-	b.appendEvent(t, ledger.AccountStream(ghost), eventstore.NewEvent{Type: ledger.EventAccountOpened, Data: []byte(`{}`)})
+	b.appendEvent(t, logevent.AccountStream(ghost), eventstore.NewEvent{Type: logevent.TypeAccountOpened, Data: []byte(`{}`)})
 
 	r, _ := run(t, b.pool)
 

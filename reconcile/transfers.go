@@ -4,10 +4,9 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/daybook/daybook/logevent"
 	"github.com/jackc/pgx/v5"
 	"github.com/shopspring/decimal"
-
-	"github.com/daybook/daybook/ledger"
 )
 
 // checkLedgerTotal requires all entries to sum to zero, and counts transfers.
@@ -92,7 +91,7 @@ func checkTransferEvents(ctx context.Context, q Querier, r *Report) error {
 		) ev
 		WHERE ev.events <> 1 OR ev.agreed <> 1
 		ORDER BY t.id
-		LIMIT $1`, mismatchesMax+1, ledger.EventTransferCompleted)
+		LIMIT $1`, mismatchesMax+1, logevent.TypeTransferCompleted)
 	if err != nil {
 		return fmt.Errorf("read transfer events: %w", err)
 	}
