@@ -21,7 +21,7 @@ import (
 func (w *Worker) addProjector(router *message.Router, logger watermill.LoggerAdapter) error {
 	logTopic := w.cfg.Topics.Named(eventstore.LogTopic)
 	sub, err := queue.NewRedisSubscriber(w.deps.RedisOptions, queue.SubscriberConfig{
-		Consumer: w.cfg.ConsumerName + "-projector", Group: queue.ProjectionsGroup, ClaimIdle: w.cfg.ClaimIdle,
+		Consumer: fmt.Sprintf("%s-%d-projector", w.cfg.ConsumerName, w.slot), Group: queue.ProjectionsGroup, ClaimIdle: w.cfg.ClaimIdle,
 	}, logger)
 	if err != nil {
 		return err

@@ -33,10 +33,13 @@ type Config struct {
 	// SQS, when set, carries the work topic (Topics.Events) on SQS instead of
 	// the Redis stream; the event log stays on Redis Streams.
 	SQS *queue.SQS
-	// Consumers run in parallel: each a stream consumer named ConsumerName-i,
-	// or with SQS one receive loop of the subscriber.
+	// Consumers run in parallel: each a stream consumer named
+	// ConsumerName-<slot>-i, the slot leased per process (slotLease), or with
+	// SQS one receive loop of the subscriber.
 	Consumers    int
 	ConsumerName string
+	// SlotLeaseTTL is how long a crashed process's slot stays taken (default 15s).
+	SlotLeaseTTL time.Duration
 
 	MaxAttempts          int
 	RetryBackoff         time.Duration
@@ -93,6 +96,9 @@ func (c *Config) Validate() error {
 	if c.TrimInterval == 0 {
 		c.TrimInterval = time.Minute
 	}
+	if c.SlotLeaseTTL == 0 {
+		c.SlotLeaseTTL = 15 * time.Second
+	}
 	if c.LogStreamMaxLen == 0 {
 		c.LogStreamMaxLen = 1_000_000
 	}
@@ -127,6 +133,9 @@ type Worker struct {
 	handling sync.Map
 	// subscribed is set once every consumer has subscribed (and so created its group).
 	subscribed atomic.Bool
+	// slot makes this process's consumer names its own (0 with SQS, where
+	// the work queue has no consumer names).
+	slot int
 }
 
 // NewWorker builds a worker; Run starts it.
@@ -182,6 +191,12 @@ func NewWorker(deps Deps, cfg Config) (*Worker, error) {
 func (w *Worker) Run(ctx context.Context) error {
 	defer w.breaker.Close()
 	if w.cfg.SQS == nil {
+		lease, err := leaseSlot(ctx, w.deps.Redis, w.cfg.Topics.Prefix, w.cfg.ConsumerName, w.cfg.SlotLeaseTTL, w.deps.Logger)
+		if err != nil {
+			return err
+		}
+		defer lease.release() // after the router closed: no consumer of this slot is left
+		w.slot = lease.slot
 		if n, err := queue.HandBackPending(ctx, w.deps.Redis, w.cfg.Topics.Events(), w.consumerNames(), w.cfg.ClaimIdle+time.Minute); err != nil {
 			return err
 		} else if n > 0 {
@@ -365,12 +380,12 @@ func (w *Worker) entryUUID(id string) (string, error) {
 	return uuid, nil
 }
 
-// consumerNames are stable across restarts, so a restarted worker finds
-// what its previous run left pending.
+// consumerNames are this process's own (its slot) and stable across clean
+// restarts, so a restarted worker finds what its previous run left pending.
 func (w *Worker) consumerNames() []string {
 	names := make([]string, w.cfg.Consumers)
 	for i := range names {
-		names[i] = fmt.Sprintf("%s-%d", w.cfg.ConsumerName, i)
+		names[i] = fmt.Sprintf("%s-%d-%d", w.cfg.ConsumerName, w.slot, i)
 	}
 	return names
 }

@@ -114,17 +114,17 @@ func TestWorker_DeliveryWhoseReplyWasLostIsClaimedBackWhileRunning(t *testing.T)
 	h.waitStatus(warm.ID, ingest.StatusCompleted, 10*time.Second)
 
 	// The worker's consumers wait in blocking reads; one script adds the entry
-	// and reads it in consumer test-0's name before they can, as a read whose
+	// and reads it in consumer test-0-0's name (slot 0, consumer 0) before they can, as a read whose
 	// reply was lost.
 	lost := h.newEvent(logevent.SourceOrderUpdates, orderPayload)
 	body, err := lost.Encode()
 	require.NoError(t, err)
 	read, err := h.redis.Eval(ctx, `
 		redis.call('XADD', KEYS[1], '*', 'uuid', 'lost-reply', 'payload', ARGV[1], 'metadata', '{}')
-		return redis.call('XREADGROUP', 'GROUP', ARGV[2], 'test-0', 'COUNT', 1, 'STREAMS', KEYS[1], '>')`,
+		return redis.call('XREADGROUP', 'GROUP', ARGV[2], 'test-0-0', 'COUNT', 1, 'STREAMS', KEYS[1], '>')`,
 		[]string{h.topics.Events()}, body, queue.ConsumerGroup).Result()
 	require.NoError(t, err)
-	require.NotNil(t, read, "test-0 got the entry")
+	require.NotNil(t, read, "test-0-0 got the entry")
 
 	rec := h.waitStatus(lost.ID, ingest.StatusCompleted, 10*time.Second)
 	require.Equal(t, 1, rec.Attempts)
