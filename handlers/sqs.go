@@ -1,7 +1,6 @@
 package handlers
 
 import (
-	"context"
 	"fmt"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -70,24 +69,4 @@ func (w *Worker) moveRedriven(msg *message.Message) error {
 		w.cfg.SQS.DeadQueue(), queue.SQSMaxReceiveCount)
 	_, err := w.recordDeadLetter(msg, w.cfg.Topics.Events(), reason)
 	return err
-}
-
-// readSQSGauges reads the queue depths from SQS's approximate counts; the
-// DLQ depth is the table's unreplayed letters plus what waits in SQS's DLQ
-// to be moved there.
-func (w *Worker) readSQSGauges(ctx context.Context) {
-	if n, err := w.cfg.SQS.Depth(ctx); err == nil {
-		w.deps.Metrics.QueueDepth.WithLabelValues(queue.EventsTopic).Set(float64(n))
-	} else if ctx.Err() == nil {
-		w.deps.Logger.Warn("read sqs queue depth", "error", err)
-	}
-	waiting, err := w.dead.Waiting(ctx)
-	if err != nil {
-		return
-	}
-	redriven, err := w.cfg.SQS.DeadDepth(ctx)
-	if err != nil {
-		return
-	}
-	w.deps.Metrics.DLQDepth.Set(float64(waiting + redriven))
 }

@@ -19,11 +19,9 @@ import (
 	"github.com/daybook/daybook/breaker"
 	"github.com/daybook/daybook/deadletter"
 	"github.com/daybook/daybook/eventstore"
-	"github.com/daybook/daybook/gate"
 	"github.com/daybook/daybook/ingest"
 	"github.com/daybook/daybook/observability"
 	"github.com/daybook/daybook/queue"
-	"github.com/daybook/daybook/reconcile"
 	"github.com/daybook/daybook/replay"
 )
 
@@ -64,6 +62,9 @@ type Config struct {
 	ReconcileInterval time.Duration
 	// LogStreamMaxLen bounds the daybook.log stream the outbox relay feeds.
 	LogStreamMaxLen int64
+	// Now is the services' clock (default time.Now): the rescuer's cutoff is
+	// Now minus StuckAfter, so a test moves time instead of aging rows.
+	Now func() time.Time
 }
 
 // Validate fills defaults and checks the settings.
@@ -101,6 +102,9 @@ func (c *Config) Validate() error {
 	}
 	if c.LogStreamMaxLen == 0 {
 		c.LogStreamMaxLen = 1_000_000
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	return nil
 }
@@ -220,19 +224,20 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}()
 
-	loopsCtx, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
-	var loops sync.WaitGroup
-	loops.Add(4)
-	go func() { defer loops.Done(); w.reconcileEvery(loopsCtx) }()
-	go func() { defer loops.Done(); w.every(loopsCtx, w.cfg.RescueInterval, w.rescue) }()
-	go func() { defer loops.Done(); w.every(loopsCtx, w.cfg.GaugeInterval, w.readGauges) }()
-	go func() { defer loops.Done(); w.every(loopsCtx, w.cfg.TrimInterval, w.trim) }()
+	services := w.maintenance()
+	for _, s := range services {
+		s.Start(context.WithoutCancel(ctx))
+	}
+	stopServices := func() {
+		for _, s := range services {
+			s.Stop()
+		}
+	}
 
 	select {
 	case <-ctx.Done():
 	case err := <-routerDone:
-		stopLoops()
-		loops.Wait()
+		stopServices()
 		return fmt.Errorf("router stopped: %w", err)
 	}
 
@@ -241,8 +246,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	drainCtx, cancel := context.WithTimeout(context.Background(), w.cfg.ShutdownTimeout)
 	defer cancel()
 	inFlight := w.drain.Drain(drainCtx)
-	stopLoops()
-	loops.Wait()
+	stopServices()
 	closeErr := router.Close()
 	if err := <-routerDone; err != nil {
 		w.deps.Logger.Error("router stopped with an error", "error", err)
@@ -252,6 +256,33 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("close router: %w", closeErr)
 	}
 	return nil
+}
+
+// service is a background loop the worker starts with its consumers and
+// stops after draining them.
+type service interface {
+	Start(ctx context.Context)
+	Stop()
+}
+
+// maintenance builds the worker's background services: the stuck-event
+// rescuer, the gauges, the work-stream trimmer (Redis Streams only) and the
+// scheduled reconciliation (when an interval is set).
+func (w *Worker) maintenance() []service {
+	services := []service{
+		newRescuer(w.replayer, w.cfg.StuckAfter, w.cfg.RescueInterval, w.cfg.Now, w.deps.Metrics, w.deps.Logger),
+		(&gauges{
+			pool: w.deps.Pool, redis: w.deps.Redis, topics: w.cfg.Topics, sqs: w.cfg.SQS, dead: w.dead,
+			metrics: w.deps.Metrics, logger: w.deps.Logger, subscribed: w.subscribed.Load,
+		}).init(w.cfg.GaugeInterval),
+	}
+	if w.cfg.SQS == nil {
+		services = append(services, newTrimmer(w.deps.Redis, w.cfg.Topics.Events(), w.cfg.TrimInterval, w.deps.Logger))
+	}
+	if w.cfg.ReconcileInterval > 0 {
+		services = append(services, newReconciler(w.deps.Pool, w.cfg.ReconcileInterval, w.deps.Metrics, w.deps.Logger))
+	}
+	return services
 }
 
 // middlewares is the chain every consumer runs, outermost first. The drain
@@ -427,107 +458,4 @@ var outcomeStatus = map[ingest.Outcome]string{
 	ingest.OutcomeCompleted: string(ingest.StatusCompleted),
 	ingest.OutcomeDuplicate: "DUPLICATE",
 	ingest.OutcomeSkipped:   "SKIPPED",
-}
-
-func (w *Worker) rescue(ctx context.Context) {
-	n, err := w.replayer.Rescue(ctx, w.cfg.StuckAfter)
-	if n > 0 {
-		w.deps.Metrics.StuckRescued.Add(float64(n))
-		w.deps.Logger.Warn("re-enqueued stuck events", "count", n)
-	}
-	if err != nil && ctx.Err() == nil {
-		w.deps.Logger.Error("rescue stuck events", "error", err)
-	}
-}
-
-// reconcileEvery runs the ledger reconciliation on schedule (first after one
-// interval, not at start: a restart loop must not become a reconcile loop).
-func (w *Worker) reconcileEvery(ctx context.Context) {
-	if w.cfg.ReconcileInterval <= 0 {
-		return
-	}
-	tick := time.NewTicker(w.cfg.ReconcileInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		report, err := reconcile.Run(ctx, w.deps.Pool)
-		if err != nil {
-			if ctx.Err() == nil {
-				w.deps.Logger.Error("scheduled reconcile", "error", err)
-			}
-			continue
-		}
-		w.deps.Metrics.ReconcileMismatches.Set(float64(report.Count()))
-		if report.Count() > 0 {
-			w.deps.Logger.Error("scheduled reconcile found mismatches", "mismatches", report.Count(), "accounts", report.Accounts, "transfers", report.Transfers)
-		} else {
-			w.deps.Logger.Info("scheduled reconcile clean", "accounts", report.Accounts, "transfers", report.Transfers)
-		}
-	}
-}
-
-// trim removes work-stream entries every consumer group has finished with:
-// the producer never trims (a cap would drop unprocessed messages).
-func (w *Worker) trim(ctx context.Context) {
-	if w.cfg.SQS != nil {
-		return // SQS deletes acknowledged messages itself
-	}
-	if _, err := gate.TrimAcknowledged(ctx, w.deps.Redis, w.cfg.Topics.Events()); err != nil && ctx.Err() == nil {
-		w.deps.Logger.Warn("trim work stream", "error", err)
-	}
-}
-
-func (w *Worker) readGauges(ctx context.Context) {
-	if w.cfg.SQS != nil {
-		w.readSQSGauges(ctx)
-	} else {
-		w.ensureGroups(ctx)
-		if lag, pending, err := gate.StreamDepth(ctx, w.deps.Redis, w.cfg.Topics.Events(), queue.ConsumerGroup); err == nil {
-			w.deps.Metrics.QueueDepth.WithLabelValues(queue.EventsTopic).Set(float64(lag + pending))
-		}
-		if n, err := w.dead.Waiting(ctx); err == nil {
-			w.deps.Metrics.DLQDepth.Set(float64(n))
-		}
-	}
-	if n, err := eventstore.Backlog(ctx, w.deps.Pool); err == nil {
-		w.deps.Metrics.OutboxBacklog.Set(float64(n))
-	}
-}
-
-// ensureGroups recreates consumer groups Redis lost, so consumption resumes
-// instead of every read failing with NOGROUP. What the stream held when Redis
-// lost it is gone with it: Redis Streams needs persistence (AOF) to keep
-// accepted events, which is why production uses SQS.
-func (w *Worker) ensureGroups(ctx context.Context) {
-	if !w.subscribed.Load() {
-		return // the subscribers create the groups when they start
-	}
-	for stream, group := range map[string]string{
-		w.cfg.Topics.Events():                   queue.ConsumerGroup,
-		w.cfg.Topics.Named(eventstore.LogTopic): queue.ProjectionsGroup,
-	} {
-		created, err := queue.EnsureGroup(ctx, w.deps.Redis, stream, group)
-		if created {
-			w.deps.Logger.Error("consumer group was missing: Redis lost its data (restart without persistence, flush or failover); recreated it", "stream", stream, "group", group)
-		} else if err != nil && ctx.Err() == nil {
-			w.deps.Logger.Warn("check consumer group", "stream", stream, "group", group, "error", err)
-		}
-	}
-}
-
-func (w *Worker) every(ctx context.Context, interval time.Duration, f func(context.Context)) {
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		f(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
 }

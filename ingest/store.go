@@ -291,14 +291,15 @@ func (s *Store) requeue(ctx context.Context, rec Record) (Record, error) {
 // stuckBatchMax bounds how many events one rescue pass moves.
 const stuckBatchMax = 500
 
-// RescueStuck requeues events that sat in PROCESSING or PENDING for longer
-// than olderThan (a worker died mid-attempt, or a re-enqueue was lost) and
+// RescueStuck requeues events that sat in PROCESSING or PENDING since before
+// the cutoff (a worker died mid-attempt, or a re-enqueue was lost) and
 // returns them so the caller can enqueue them again. Each move is a
 // compare-and-set on status and attempts: a COMPLETED row is never touched.
-func (s *Store) RescueStuck(ctx context.Context, olderThan time.Duration) ([]Record, error) {
+// The caller's clock sets the cutoff, so a test moves time instead of aging rows.
+func (s *Store) RescueStuck(ctx context.Context, cutoff time.Time) ([]Record, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+recordColumns+` FROM ingestion_events
-		WHERE status IN ('PROCESSING', 'PENDING') AND updated_at < now() - $1::interval
-		ORDER BY updated_at LIMIT $2`, olderThan, stuckBatchMax)
+		WHERE status IN ('PROCESSING', 'PENDING') AND updated_at < $1
+		ORDER BY updated_at LIMIT $2`, cutoff, stuckBatchMax)
 	if err != nil {
 		return nil, fmt.Errorf("find stuck events: %w", err)
 	}

@@ -365,12 +365,12 @@ func TestRescueStuck_RequeuesOnlyOldPendingAndProcessingEvents(t *testing.T) {
 	completed := rowIn(t, pool, ingest.StatusCompleted)
 	failed := rowIn(t, pool, ingest.StatusFailed)
 
-	none, err := store.RescueStuck(ctx, time.Hour)
+	none, err := store.RescueStuck(ctx, time.Now().Add(-time.Hour))
 	require.NoError(t, err)
 	require.Empty(t, none, "nothing is an hour old")
 
-	time.Sleep(20 * time.Millisecond)
-	rescued, err := store.RescueStuck(ctx, time.Millisecond)
+	// An hour later, by the caller's clock.
+	rescued, err := store.RescueStuck(ctx, time.Now().Add(time.Hour))
 	require.NoError(t, err)
 	got := map[uuid.UUID]rowState{}
 	for _, r := range rescued {
@@ -384,7 +384,7 @@ func TestRescueStuck_RequeuesOnlyOldPendingAndProcessingEvents(t *testing.T) {
 	require.Equal(t, rowState{ingest.StatusCompleted, 1, 0}, stateOf(t, pool, completed))
 	require.Equal(t, rowState{ingest.StatusFailed, 1, 0}, stateOf(t, pool, failed))
 
-	again, err := store.RescueStuck(ctx, time.Minute)
+	again, err := store.RescueStuck(ctx, time.Now().Add(-time.Minute))
 	require.NoError(t, err)
 	require.Empty(t, again, "a rescue stamps updated_at, so the rescued rows are fresh again")
 }

@@ -48,10 +48,10 @@ func (r *Replayer) Event(ctx context.Context, id uuid.UUID) (ingest.Record, erro
 	return rec, nil
 }
 
-// Rescue re-enqueues events stuck in PROCESSING or PENDING for longer than
-// olderThan and returns how many it moved.
-func (r *Replayer) Rescue(ctx context.Context, olderThan time.Duration) (int, error) {
-	recs, err := r.events.RescueStuck(ctx, olderThan)
+// Rescue re-enqueues events stuck in PROCESSING or PENDING since before the
+// cutoff and returns how many it moved.
+func (r *Replayer) Rescue(ctx context.Context, cutoff time.Time) (int, error) {
+	recs, err := r.events.RescueStuck(ctx, cutoff)
 	for i, rec := range recs {
 		if pubErr := r.enqueue(ctx, rec.Event); pubErr != nil {
 			return i, errors.Join(err, pubErr)
