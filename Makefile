@@ -46,7 +46,7 @@ loadtest:
 	scripts/loadtest.sh
 
 # Fault scenarios (worker SIGKILL, Redis restart, Postgres outage, rolling
-# SIGTERM) on a private Postgres and Redis, about 5 min; see chaos/README.md.
+# SIGTERM, API SIGKILL) on a private Postgres and Redis, about 6 min; see chaos/README.md.
 chaos:
 	$(GO) run ./chaos
 

@@ -54,6 +54,12 @@ var scenarios = []scenario{
 		inject: injectPostgresOutage,
 	},
 	{
+		name: "api-kill", about: "SIGKILL the API mid-load and restart it at once; clients retry with the same keys", workers: 1,
+		full:   timing{load: 60 * time.Second, lead: 3 * time.Second, every: 5 * time.Second},
+		short:  timing{load: 10 * time.Second, lead: 1500 * time.Millisecond, every: 2500 * time.Millisecond},
+		inject: injectAPIKills,
+	},
+	{
 		name: "rolling-sigterm", about: "two workers; SIGTERM one, restart it once it has drained, then the other", workers: 2,
 		full:   timing{load: 60 * time.Second, lead: 3 * time.Second, every: 6 * time.Second},
 		short:  timing{load: 10 * time.Second, lead: 1500 * time.Millisecond, every: 2500 * time.Millisecond},
@@ -298,6 +304,25 @@ func injectWorkerKills(load, ctx context.Context, st *stage) error {
 		}
 	}
 	st.res.fault("%d worker SIGKILLs, each restarted at once", kills)
+	return nil
+}
+
+// injectAPIKills: SIGKILL the API process every few seconds (jittered) and
+// restart it at once, until the load ends. Requests in flight lose their
+// answers: an event may be on the queue, or a transfer committed, without
+// the client knowing. The clients retry with the same keys, so every unknown
+// outcome must still end exactly once.
+func injectAPIKills(load, ctx context.Context, st *stage) error {
+	kills := 0
+	for wait := st.t.lead; sleep(load, wait); wait = st.rig.jitter(st.t.every) {
+		_, _, _ = st.api.halt(syscall.SIGKILL, 5*time.Second) // a SIGKILL's exit status says nothing
+		kills++
+		st.rig.logf("%s: SIGKILL %s (%d)", st.sc.name, st.api.name, kills)
+		if err := st.api.start(ctx); err != nil {
+			return fmt.Errorf("restart %s after SIGKILL %d: %w", st.api.name, kills, err)
+		}
+	}
+	st.res.fault("%d API SIGKILLs, each restarted at once", kills)
 	return nil
 }
 
