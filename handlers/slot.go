@@ -69,7 +69,7 @@ func leaseSlot(ctx context.Context, rdb redis.UniversalClient, prefix, name stri
 				rdb: rdb, key: key, token: token, slot: slot, ttl: ttl, logger: logger,
 				stop: make(chan struct{}), done: make(chan struct{}),
 			}
-			go l.keep()
+			go l.keep() //nolint:gosec // G118: the lease lives until release, past the caller's context; release stops it
 			return l, nil
 		}
 	}
