@@ -35,7 +35,7 @@ lint:
 # Go benchmarks, then the ingest load tool against a freshly started instance
 # (rate limit off, its own Redis key prefix), which stops itself.
 bench: services build
-	$(GO) test -run '^$$' -bench Admit -benchtime 2s ./gate/
+	$(GO) test -run '^$$' -bench Admit -benchtime 2s ./transport/redisstream/
 	scripts/bench-ingest.sh
 	scripts/bench-ledger.sh
 
@@ -47,7 +47,7 @@ loadtest:
 
 # Fault scenarios (worker SIGKILL, Redis restart, Postgres outage, rolling
 # SIGTERM, API SIGKILL) on a private Postgres and Redis, about 6 min; see chaos/README.md.
-chaos:
+chaos: test-services
 	$(GO) run ./chaos
 
 # Writes the committed OpenAPI document (a test fails when it is stale).

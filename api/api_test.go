@@ -16,6 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/daybook/daybook/transport"
+	"github.com/daybook/daybook/transport/redisstream"
+	"github.com/daybook/daybook/transport/sqs"
+
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
@@ -24,9 +28,7 @@ import (
 	"github.com/daybook/daybook/api"
 	"github.com/daybook/daybook/apikey"
 	"github.com/daybook/daybook/deadletter"
-	"github.com/daybook/daybook/gate"
 	"github.com/daybook/daybook/ingest"
-	"github.com/daybook/daybook/intake"
 	"github.com/daybook/daybook/internal/openapitest"
 	"github.com/daybook/daybook/internal/testdb"
 	"github.com/daybook/daybook/internal/testmoto"
@@ -34,7 +36,6 @@ import (
 	"github.com/daybook/daybook/internal/testredis"
 	"github.com/daybook/daybook/ledger"
 	"github.com/daybook/daybook/observability"
-	"github.com/daybook/daybook/queue"
 	"github.com/daybook/daybook/replay"
 	"github.com/daybook/daybook/webhook"
 )
@@ -61,12 +62,12 @@ type testServer struct {
 // serverSetup is what a test may change before the server is built.
 type serverSetup struct {
 	api        api.Config
-	gate       gate.Config
+	gate       redisstream.GateConfig
 	queueReady func(context.Context) error
 	ledgerLock string
 	// sqs, when set, makes the server ingest onto SQS through an intake whose
 	// Redis client goes through a proxy the test can cut.
-	sqs         *queue.SQS
+	sqs         *sqs.Queues
 	redisClient *redis.Client
 }
 
@@ -112,28 +113,30 @@ func newServer(t *testing.T, opts ...serverOption) *testServer {
 	for _, o := range opts {
 		o(&setup)
 	}
-	stream := prefix + queue.EventsTopic
+	stream := prefix + transport.EventsTopic
 	setup.gate.KeyPrefix, setup.gate.Stream = prefix, stream
-	g, err := gate.New(client, setup.gate)
+	g, err := redisstream.NewGate(client, setup.gate)
 	require.NoError(t, err)
 	// The publisher is not closed: its Close closes the shared client, which
 	// testredis closes itself after deleting the test's keys.
-	pub, err := queue.NewRedisPublisher(client, nil, nil)
+	pub, err := redisstream.NewRedisPublisher(client, nil, nil)
 	require.NoError(t, err)
 
 	events, dead := ingest.NewStore(pool), deadletter.NewStore(pool)
 	metrics := observability.NewMetrics()
-	var admitter api.Admitter = g
+	var admitter transport.Admitter = g
 	serverRedis := redis.UniversalClient(client)
 	if setup.sqs != nil {
 		proxied := setup.redisClient
-		pg, err := gate.New(proxied, setup.gate)
+		pg, err := redisstream.NewGate(proxied, setup.gate)
 		require.NoError(t, err)
 		sqsPub, err := setup.sqs.NewPublisher(nil)
 		require.NoError(t, err)
-		pub, err = setup.sqs.WorkPublisher(stream, nil, nil)
+		tr, err := sqs.NewTransport(t.Context(), setup.sqs, sqs.TransportConfig{Topics: transport.Topics{Prefix: prefix}, Consumers: 1})
 		require.NoError(t, err)
-		admitter, err = intake.New(pg, sqsPub, events, intake.Config{
+		t.Cleanup(func() { _ = tr.Close() })
+		pub = tr.Publisher()
+		admitter, err = sqs.NewAdmitter(pg, sqsPub, events, sqs.AdmitConfig{
 			Topic:      setup.sqs.Queue(),
 			OnFailOpen: func(n int, _ error) { metrics.RedisFailOpen.WithLabelValues("ingest").Add(float64(n)) },
 		})
@@ -153,7 +156,7 @@ func newServer(t *testing.T, opts ...serverOption) *testServer {
 	setup.api.Keys = keyring
 	srv := api.New(api.Deps{
 		Pool: pool, Redis: serverRedis, RedisOptional: setup.sqs != nil, Gate: admitter, Events: events, Dead: dead, Ledger: book,
-		Replayer: replay.New(events, dead, queue.Sender{Pub: pub}, stream),
+		Replayer: replay.New(events, dead, transport.Sender{Pub: pub}, stream),
 		Metrics:  metrics, Logger: slog.New(slog.DiscardHandler), QueueReady: setup.queueReady,
 	}, setup.api)
 	hs := httptest.NewServer(srv.Handler())
@@ -247,7 +250,7 @@ func (s *testServer) streamEvents() []ingest.Event {
 	require.NoError(s.t, err)
 	out := make([]ingest.Event, len(entries))
 	for i, e := range entries {
-		payload, ok := e.Values[queue.FieldPayload].(string)
+		payload, ok := e.Values[redisstream.FieldPayload].(string)
 		require.True(s.t, ok, "entry %s has no payload", e.ID)
 		out[i], err = ingest.Decode([]byte(payload))
 		require.NoError(s.t, err)

@@ -5,12 +5,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/daybook/daybook/transport"
+
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
 	"github.com/daybook/daybook/deadletter"
 	"github.com/daybook/daybook/ingest"
-	"github.com/daybook/daybook/queue"
 )
 
 // Go's JSON decoder lets these through (it keeps or replaces them), while
@@ -95,7 +96,7 @@ func TestGetEvent_DeadLetteredBeforeStoredIsFailedNotPending(t *testing.T) {
 	require.NoError(t, err)
 	eventID := uuid.MustParse(id)
 	letter, err := s.dead.Record(t.Context(), deadletter.Letter{
-		MessageUUID: uuid.NewString(), EventID: &eventID, Topic: queue.EventsTopic,
+		MessageUUID: uuid.NewString(), EventID: &eventID, Topic: transport.EventsTopic,
 		Reason: "attempt 5 failed: store refused it", Payload: body,
 	})
 	require.NoError(t, err)

@@ -15,10 +15,10 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/daybook/daybook/apikey"
-	"github.com/daybook/daybook/gate"
 	"github.com/daybook/daybook/ingest"
 	"github.com/daybook/daybook/observability"
 	"github.com/daybook/daybook/pgtext"
+	"github.com/daybook/daybook/transport"
 )
 
 // EventIn is one event as a client sends it.
@@ -150,7 +150,7 @@ func (s *Server) ingestBatch(ctx context.Context, in *batchInput) (*batchOutput,
 	if err := json.Unmarshal(in.RawBody, &raw); err != nil || len(raw.Events) != len(in.Body.Events) {
 		return nil, huma.Error400BadRequest("malformed JSON", err)
 	}
-	adms := make([]gate.Admission, len(in.Body.Events))
+	adms := make([]transport.Admission, len(in.Body.Events))
 	events := make([]ingest.Event, len(in.Body.Events))
 	keys := make([]string, len(in.Body.Events))
 	var invalid []error
@@ -189,19 +189,19 @@ func (s *Server) ingestBatch(ctx context.Context, in *batchInput) (*batchOutput,
 	}
 	results, err := s.deps.Gate.AdmitBatch(ctx, adms)
 	switch {
-	case errors.Is(err, gate.ErrBatchOverBurst):
+	case errors.Is(err, transport.ErrBatchOverBurst):
 		return nil, huma.Error422UnprocessableEntity("the batch has more events than the client's rate-limit burst allows in one request; send smaller batches")
-	case err != nil && !errors.Is(err, gate.ErrEnqueue):
+	case err != nil && !errors.Is(err, transport.ErrEnqueue):
 		s.deps.Metrics.EventsIngested.WithLabelValues("unavailable").Add(float64(len(adms)))
 		return nil, unavailable("the queue cannot take the events now; nothing was accepted", err)
-	case err != nil && (len(results) == 0 || results[0].Outcome == gate.NotAdmitted):
+	case err != nil && (len(results) == 0 || results[0].Outcome == transport.NotAdmitted):
 		s.deps.Metrics.EventsIngested.WithLabelValues("unavailable").Add(float64(len(adms)))
 		return nil, unavailable("the queue cannot take the events now; nothing was accepted", err)
 	}
 	out := &batchOutput{}
 	out.Body.Items = make([]IngestResult, 0, len(results))
 	for i, res := range results {
-		if res.Outcome == gate.NotAdmitted {
+		if res.Outcome == transport.NotAdmitted {
 			// The queue refused from here on; earlier items are accepted. The
 			// client retries the whole batch: accepted items come back as duplicates.
 			s.deps.Metrics.EventsIngested.WithLabelValues("unavailable").Add(float64(len(results) - i))
@@ -257,14 +257,14 @@ func byteLimits(at string, in EventIn, keyAt, key string) []error {
 }
 
 // admission turns a validated event into what the gate needs.
-func (s *Server) admission(ctx context.Context, in EventIn, payload json.RawMessage, key string) (gate.Admission, ingest.Event, error) {
+func (s *Server) admission(ctx context.Context, in EventIn, payload json.RawMessage, key string) (transport.Admission, ingest.Event, error) {
 	id, err := uuid.NewV7()
 	if err != nil {
-		return gate.Admission{}, ingest.Event{}, fmt.Errorf("new event id: %w", err)
+		return transport.Admission{}, ingest.Event{}, fmt.Errorf("new event id: %w", err)
 	}
 	var compact bytes.Buffer
 	if err := json.Compact(&compact, payload); err != nil {
-		return gate.Admission{}, ingest.Event{}, huma.Error400BadRequest("malformed payload", err)
+		return transport.Admission{}, ingest.Event{}, huma.Error400BadRequest("malformed payload", err)
 	}
 	ev := ingest.Event{
 		ID: id, IdempotencyKey: key, Source: in.Source, Type: in.Type, OrderID: in.OrderID,
@@ -273,7 +273,7 @@ func (s *Server) admission(ctx context.Context, in EventIn, payload json.RawMess
 	}
 	body, err := ev.Encode()
 	if err != nil {
-		return gate.Admission{}, ingest.Event{}, err
+		return transport.Admission{}, ingest.Event{}, err
 	}
 	metadata := map[string]string{"correlation_id": ev.CorrelationID}
 	// traceparent (and tracestate, when the trace has one) make the worker's
@@ -281,7 +281,7 @@ func (s *Server) admission(ctx context.Context, in EventIn, payload json.RawMess
 	// They stay within SQS's 10 message attributes.
 	s.deps.Tracing.TextMapPropagator().Inject(ctx, propagation.MapCarrier(metadata))
 	md, _ := json.Marshal(metadata)
-	return gate.Admission{
+	return transport.Admission{
 		ClientID: clientID(ctx), RatePerSecond: clientRate(ctx), IdempotencyKey: key, EventID: id.String(), MessageUUID: uuid.NewString(),
 		Payload: body, MetadataJSON: string(md),
 		Pending: map[string]string{
@@ -292,12 +292,12 @@ func (s *Server) admission(ctx context.Context, in EventIn, payload json.RawMess
 }
 
 // result maps the gate's answer for one event to the API's.
-func (s *Server) result(ctx context.Context, ev ingest.Event, res gate.Result) (IngestResult, error) {
+func (s *Server) result(ctx context.Context, ev ingest.Event, res transport.Result) (IngestResult, error) {
 	switch res.Outcome {
-	case gate.Accepted:
+	case transport.Accepted:
 		s.deps.Metrics.EventsIngested.WithLabelValues("accepted").Inc()
 		return IngestResult{ID: ev.ID.String(), IdempotencyKey: ev.IdempotencyKey, Status: string(ingest.StatusPending)}, nil
-	case gate.Duplicate:
+	case transport.Duplicate:
 		s.deps.Metrics.EventsIngested.WithLabelValues("duplicate").Inc()
 		status := ingest.StatusPending
 		if id, err := uuid.Parse(res.EventID); err == nil {
@@ -306,7 +306,7 @@ func (s *Server) result(ctx context.Context, ev ingest.Event, res gate.Result) (
 			}
 		}
 		return IngestResult{ID: res.EventID, IdempotencyKey: ev.IdempotencyKey, Status: string(status), Duplicate: true}, nil
-	case gate.RateLimited:
+	case transport.RateLimited:
 		s.deps.Metrics.EventsIngested.WithLabelValues("rate_limited").Inc()
 		return IngestResult{}, retryAfter(huma.Error429TooManyRequests("over the client's rate limit"), res.RetryAfter)
 	default:

@@ -15,11 +15,11 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/daybook/daybook/deadletter"
-	"github.com/daybook/daybook/gate"
 	"github.com/daybook/daybook/ingest"
 	"github.com/daybook/daybook/ledger"
 	"github.com/daybook/daybook/observability"
 	"github.com/daybook/daybook/replay"
+	"github.com/daybook/daybook/transport"
 	"github.com/daybook/daybook/webhook"
 )
 
@@ -34,16 +34,6 @@ type Config struct {
 	Webhook *webhook.Verifier
 }
 
-// Admitter decides whether ingested events are accepted and puts them on the
-// queue: *gate.Gate on Redis Streams, *intake.Intake on SQS. Both follow
-// gate.Gate's contract for Admit and AdmitBatch.
-type Admitter interface {
-	Admit(ctx context.Context, a gate.Admission) (gate.Result, error)
-	AdmitBatch(ctx context.Context, batch []gate.Admission) ([]gate.Result, error)
-	// Pending is the marker of an event accepted but not yet stored.
-	Pending(ctx context.Context, eventID string) (map[string]string, bool, error)
-}
-
 // Deps are the API's collaborators.
 type Deps struct {
 	Pool  *pgxpool.Pool
@@ -51,7 +41,7 @@ type Deps struct {
 	// RedisOptional: Redis is only the fast path (SQS mode), so /ready reports
 	// it without failing on it.
 	RedisOptional bool
-	Gate          Admitter
+	Gate          transport.Admitter
 	Events        *ingest.Store
 	Dead          *deadletter.Store
 	Replayer      *replay.Replayer

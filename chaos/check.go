@@ -16,8 +16,10 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/daybook/daybook/eventstore"
-	"github.com/daybook/daybook/gate"
-	"github.com/daybook/daybook/queue"
+	"github.com/daybook/daybook/logevent"
+	"github.com/daybook/daybook/projections"
+	"github.com/daybook/daybook/transport"
+	"github.com/daybook/daybook/transport/redisstream"
 )
 
 const (
@@ -34,25 +36,28 @@ type target struct {
 	pool   *pgxpool.Pool
 	rdb    *redis.Client
 	prefix string // the scenario's Redis key prefix
+	// sqs, when set, holds the work queue instead of the Redis stream.
+	sqs *sqsQueues
 }
 
-func (tg target) stream() string { return queue.Topics{Prefix: tg.prefix}.Events() }
+func (tg target) stream() string { return transport.Topics{Prefix: tg.prefix}.Events() }
 
 // backlog is what is still on its way through the system.
 type backlog struct {
 	unfinished    int64 // ingestion_events PENDING or PROCESSING
-	lag, pending  int64 // the work stream, group daybook-worker
+	lag, pending  int64 // the work queue: stream lag and pending of group daybook-worker, or SQS's depth as lag
 	outbox        int64
-	missingStored int // accepted keys with no row yet
+	missingStored int   // accepted keys with no row yet
+	unprojected   int64 // transfer-completed log events the daily totals have not applied
 }
 
 func (b backlog) String() string {
-	return fmt.Sprintf("%d PENDING/PROCESSING rows, stream lag %d + pending %d, outbox %d, %d accepted events without a row",
-		b.unfinished, b.lag, b.pending, b.outbox, b.missingStored)
+	return fmt.Sprintf("%d PENDING/PROCESSING rows, queue lag %d + pending %d, outbox %d, %d accepted events without a row, %d transfers not projected",
+		b.unfinished, b.lag, b.pending, b.outbox, b.missingStored, b.unprojected)
 }
 
 func (b backlog) empty() bool {
-	return b.unfinished == 0 && b.lag == 0 && b.pending == 0 && b.outbox == 0 && b.missingStored == 0
+	return b.unfinished == 0 && b.lag == 0 && b.pending == 0 && b.outbox == 0 && b.missingStored == 0 && b.unprojected == 0
 }
 
 // settle waits until nothing is on its way (see backlog) for settleCalmPolls
@@ -94,8 +99,20 @@ func readBacklog(ctx context.Context, tg target, accepted []string) (backlog, er
 	if err != nil {
 		return b, fmt.Errorf("count unfinished events: %w", err)
 	}
-	if b.lag, b.pending, err = gate.StreamDepth(ctx, tg.rdb, tg.stream(), queue.ConsumerGroup); err != nil {
+	if tg.sqs != nil {
+		if b.lag, err = tg.sqs.depth(ctx); err != nil {
+			return b, err
+		}
+	} else if b.lag, b.pending, err = redisstream.StreamDepth(ctx, tg.rdb, tg.stream(), transport.WorkGroup); err != nil {
 		return b, err
+	}
+	// The event log reaches the projections through the queue (the relay,
+	// then group daybook-projections): every completed transfer is applied.
+	err = tg.pool.QueryRow(ctx, `SELECT count(*) FROM event_log l WHERE l.event_type = $1
+		AND NOT EXISTS (SELECT 1 FROM projection_applied p WHERE p.projection = $2 AND p.event_id = l.event_id)`,
+		logevent.TypeTransferCompleted, projections.DailyTotals).Scan(&b.unprojected)
+	if err != nil {
+		return b, fmt.Errorf("count transfers not projected: %w", err)
 	}
 	if b.outbox, err = eventstore.Backlog(ctx, tg.pool); err != nil {
 		return b, err
@@ -246,12 +263,12 @@ const parkedEntriesMax = 1000
 
 // parkedEvents maps the idempotency key of every entry pending in the work
 // stream's group to where it is parked. A missing stream or group parks
-// nothing (and gate.StreamDepth reads it as empty too); it reports whether
+// nothing (redisstream.StreamDepth counts its every entry as lag); it reports whether
 // the group exists.
 func parkedEvents(ctx context.Context, tg target) (map[string]parked, bool, error) {
 	stream := tg.stream()
 	pending, err := tg.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
-		Stream: stream, Group: queue.ConsumerGroup, Start: "-", End: "+", Count: parkedEntriesMax,
+		Stream: stream, Group: transport.WorkGroup, Start: "-", End: "+", Count: parkedEntriesMax,
 	}).Result()
 	if err != nil && strings.HasPrefix(err.Error(), "NOGROUP") {
 		return nil, false, nil
@@ -270,7 +287,7 @@ func parkedEvents(ctx context.Context, tg target) (map[string]parked, bool, erro
 			var body struct {
 				Key string `json:"idempotency_key"`
 			}
-			payload, _ := msgs[0].Values[queue.FieldPayload].(string)
+			payload, _ := msgs[0].Values[redisstream.FieldPayload].(string)
 			if json.Unmarshal([]byte(payload), &body) == nil && body.Key != "" {
 				key = body.Key
 			}

@@ -31,10 +31,14 @@ const (
 
 // Named limits of the load generator.
 const (
-	eventClients    = 16
-	transferClients = 8
-	accountsFunded  = 5
-	fundingAmount   = "1000000.0000"
+	// Each client waits for its answer (and retries) before its next send, so
+	// the clients must outnumber rate × latency: 1,000 events/s at 50 ms needs 50.
+	eventClients    = 64
+	transferClients = 32
+	// accountsFunded spreads the transfers: each locks two of them, and five
+	// made every transfer wait for another (80 transfers/s at most here).
+	accountsFunded = 50
+	fundingAmount  = "1000000.0000"
 	// requestTimeout bounds one HTTP attempt.
 	requestTimeout = 10 * time.Second
 	retryDelayMin  = 100 * time.Millisecond
@@ -79,11 +83,13 @@ type loadSettings struct {
 	retryFor time.Duration
 }
 
-// generator sends ingest events and ledger transfers to one API, retrying each
-// on a 5xx or a connection failure with the same idempotency key and body,
-// as a real client would, and records what it learned.
+// generator sends ingest events and ledger transfers to the APIs in turn
+// (each request to the next one), retrying each on a 5xx or a connection
+// failure with the same idempotency key and body, as a real client behind a
+// load balancer would, and records what it learned.
 type generator struct {
-	base     string
+	bases    []string
+	turn     atomic.Uint64
 	scenario string
 	http     *http.Client
 	cfg      loadSettings
@@ -104,9 +110,9 @@ type generator struct {
 	wg sync.WaitGroup
 }
 
-func newGenerator(base, scenario string, cfg loadSettings, seed uint64) *generator {
+func newGenerator(bases []string, scenario string, cfg loadSettings, seed uint64) *generator {
 	return &generator{
-		base: base, scenario: scenario, cfg: cfg,
+		bases: bases, scenario: scenario, cfg: cfg,
 		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), //nolint:gosec // G404: repeatable load choices, no secret
 		http: &http.Client{
 			Timeout:   requestTimeout,
@@ -360,7 +366,8 @@ func (g *generator) post(ctx context.Context, path string, body any, retryAfter 
 	if err != nil {
 		return 0, nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.base+path, bytes.NewReader(raw))
+	base := g.bases[g.turn.Add(1)%uint64(len(g.bases))]
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(raw))
 	if err != nil {
 		return 0, nil, err
 	}

@@ -41,7 +41,10 @@ type options struct {
 	scenario string // "" runs every scenario
 	keep     bool   // keep the temporary directory (data, logs)
 	seed     uint64
-	out      io.Writer
+	// events and transfers per second replace the form's load when above 0
+	// (not the SQS scenarios', which moto bounds).
+	events, transfers float64
+	out               io.Writer
 }
 
 func main() {
@@ -54,6 +57,8 @@ func main() {
 	flag.StringVar(&opts.scenario, "scenario", "", "run only this scenario: "+strings.Join(names, ", "))
 	flag.BoolVar(&opts.keep, "keep", false, "keep the temporary directory (data directories, process logs)")
 	flag.Uint64Var(&opts.seed, "seed", 1, "seed of the load generator's choices")
+	flag.Float64Var(&opts.events, "events", 0, "ingest events per second (0: the form's)")
+	flag.Float64Var(&opts.transfers, "transfers", 0, "transfers per second (0: the form's)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "chaos: unexpected arguments %q\n", flag.Args())
@@ -130,7 +135,7 @@ func run(ctx context.Context, opts options) (results []*result, err error) {
 	if err := rg.pg.start(ctx); err != nil {
 		return nil, fmt.Errorf("start postgres: %w\n%s", err, rg.sup.tail("postgres", 20))
 	}
-	if rg.redis, err = newRedis(rg.sup, rg.dir); err != nil {
+	if rg.redis, err = newRedis(rg.sup, rg.dir, "redis"); err != nil {
 		return nil, err
 	}
 	rg.sup.onShutdown(rg.redis.kill)

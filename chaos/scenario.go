@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/daybook/daybook/queue"
+	"github.com/daybook/daybook/transport"
 )
 
 // timing is one form (full or short) of a scenario.
@@ -28,10 +28,14 @@ type timing struct {
 type scenario struct {
 	name    string
 	about   string
+	apis    int // serve processes (default 1), the load spread over them
 	workers int
 	full    timing
 	short   timing
 	inject  func(load, ctx context.Context, st *stage) error
+	// sqs runs the scenario with DAYBOOK_QUEUE=sqs on moto_server, with a
+	// Redis of its own; its load is sqsLoad (moto takes about 50 messages/s).
+	sqs bool
 }
 
 var scenarios = []scenario{
@@ -65,7 +69,23 @@ var scenarios = []scenario{
 		short:  timing{load: 10 * time.Second, lead: 1500 * time.Millisecond, every: 2500 * time.Millisecond},
 		inject: injectRollingRestarts,
 	},
+	{
+		name: "scale-out", about: "two APIs and two workers on one host, the load spread over the APIs; SIGKILL one process after another, each restarted at once", apis: 2, workers: 2,
+		full:   timing{load: 60 * time.Second, lead: 3 * time.Second, every: 5 * time.Second},
+		short:  timing{load: 10 * time.Second, lead: 1500 * time.Millisecond, every: 2000 * time.Millisecond},
+		inject: injectScaleOutKills,
+	},
+	{
+		name: "sqs-redis-gone", about: "DAYBOOK_QUEUE=sqs on moto; SIGKILL Redis for good, then SIGKILL and restart the worker and the API without it", workers: 1,
+		full:   timing{load: 60 * time.Second, lead: 5 * time.Second, every: 10 * time.Second},
+		short:  timing{load: 12 * time.Second, lead: 2 * time.Second, every: 3 * time.Second},
+		inject: injectRedisGone, sqs: true,
+	},
 }
+
+// sqsLoad is the load of SQS scenarios: moto_server relays about 50 messages
+// a second, and each event and transfer costs a work message and log messages.
+var sqsLoad = loadSettings{eventsPerSecond: 10, transfersPerSecond: 3}
 
 // form holds what differs between the full and the short run besides timings.
 type form struct {
@@ -74,8 +94,8 @@ type form struct {
 }
 
 var (
-	fullForm  = form{load: loadSettings{eventsPerSecond: 150, transfersPerSecond: 30, retryFor: 60 * time.Second}, settle: 2 * time.Minute}
-	shortForm = form{load: loadSettings{eventsPerSecond: 150, transfersPerSecond: 30, retryFor: 20 * time.Second}, settle: 45 * time.Second}
+	fullForm  = form{load: loadSettings{eventsPerSecond: 1000, transfersPerSecond: 200, retryFor: 60 * time.Second}, settle: 3 * time.Minute}
+	shortForm = form{load: loadSettings{eventsPerSecond: 150, transfersPerSecond: 30, retryFor: 20 * time.Second}, settle: 75 * time.Second}
 )
 
 // rig is what every scenario shares: the supervisor, one Postgres cluster,
@@ -114,8 +134,12 @@ type stage struct {
 	db     string   // its database
 	prefix string   // its Redis key prefix
 	env    []string // of every daybook process it starts
+	redis  *redisServer
+	// sqs is the SQS scenario's queues (nil on Redis Streams).
+	sqs *sqsQueues
 
-	api     *daybookProc
+	api     *daybookProc // apis[0]
+	apis    []*daybookProc
 	workers []*daybookProc
 }
 
@@ -140,32 +164,64 @@ func (rg *rig) scenario(ctx context.Context, sc scenario, res *result) error {
 	if rg.opts.short {
 		t, f = sc.short, shortForm
 	}
+	if rg.opts.events > 0 {
+		f.load.eventsPerSecond = rg.opts.events
+	}
+	if rg.opts.transfers > 0 {
+		f.load.transfersPerSecond = rg.opts.transfers
+	}
 	st := &stage{
-		rig: rg, sc: sc, t: t, f: f, res: res,
+		rig: rg, sc: sc, t: t, f: f, res: res, redis: rg.redis,
 		db: "chaos_" + strings.ReplaceAll(sc.name, "-", "_"), prefix: "chaos:" + sc.name + ":",
 	}
+	if sc.sqs {
+		retryFor := st.f.load.retryFor
+		st.f.load = sqsLoad
+		st.f.load.retryFor = retryFor
+		// A Redis of its own: this scenario kills it for good.
+		r, err := newRedis(rg.sup, rg.dir, "redis-"+sc.name)
+		if err != nil {
+			return err
+		}
+		if err := r.start(ctx); err != nil {
+			return fmt.Errorf("start %s: %w", r.name, err)
+		}
+		defer r.kill()
+		st.redis = r
+		if st.sqs, err = newSQSQueues(ctx, sc.name, rg.rng.Uint64()); err != nil {
+			return err
+		}
+		defer st.sqs.close()
+	}
 	st.env = append(baseEnv(),
-		"DATABASE_URL="+rg.pg.url(st.db), "REDIS_URL="+rg.redis.url(), "DAYBOOK_REDIS_PREFIX="+st.prefix,
+		"DATABASE_URL="+rg.pg.url(st.db), "REDIS_URL="+st.redis.url(), "DAYBOOK_REDIS_PREFIX="+st.prefix,
 		"DAYBOOK_ARCHIVE_URL=file://"+filepath.Join(rg.dir, "archive-"+sc.name))
 	st.env = append(st.env, daybookSettings...)
+	if st.sqs != nil {
+		st.env = append(st.env, st.sqs.env()...)
+	}
 
 	stageCtx, stopStage := context.WithCancel(ctx)
 	defer func() {
 		stopStage()
-		for _, p := range append(st.workers, st.api) {
-			if p != nil {
-				p.close()
-			}
+		for _, p := range append(st.workers, st.apis...) {
+			p.close()
 		}
 	}()
 
-	var err error
-	if st.api, err = newDaybookProc(rg.sup, rg.binary, sc.name+"-serve", "serve", st.env); err != nil {
-		return err
+	var bases []string
+	for i := range max(sc.apis, 1) {
+		api, err := newDaybookProc(rg.sup, rg.binary, fmt.Sprintf("%s-serve-%d", sc.name, i+1), "serve", st.env)
+		if err != nil {
+			return err
+		}
+		st.apis = append(st.apis, api)
+		if err := api.start(stageCtx); err != nil {
+			return fmt.Errorf("start %s: %w\n%s", api.name, err, rg.sup.tail(api.name, 20))
+		}
+		bases = append(bases, api.url())
 	}
-	if err := st.api.start(stageCtx); err != nil {
-		return fmt.Errorf("start serve: %w\n%s", err, rg.sup.tail(st.api.name, 20))
-	}
+	st.api = st.apis[0]
 	for i := range sc.workers {
 		w, err := newDaybookProc(rg.sup, rg.binary, fmt.Sprintf("%s-worker-%d", sc.name, i+1), "worker", st.env)
 		if err != nil {
@@ -177,12 +233,12 @@ func (rg *rig) scenario(ctx context.Context, sc scenario, res *result) error {
 		}
 	}
 
-	gen := newGenerator(st.api.url(), sc.name, f.load, rg.opts.seed)
+	gen := newGenerator(bases, sc.name, st.f.load, rg.opts.seed)
 	defer gen.http.CloseIdleConnections()
 	if err := gen.setup(stageCtx); err != nil {
 		return err
 	}
-	rg.logf("%s: load %.0f events/s, %.0f transfers/s for %s", sc.name, f.load.eventsPerSecond, f.load.transfersPerSecond, t.load)
+	rg.logf("%s: load %.0f events/s, %.0f transfers/s for %s", sc.name, st.f.load.eventsPerSecond, st.f.load.transfersPerSecond, t.load)
 	load, stopLoad := context.WithTimeout(stageCtx, t.load)
 	defer stopLoad()
 	gen.start(load, stageCtx)
@@ -220,17 +276,17 @@ func (st *stage) verify(ctx context.Context, accepted []string, tallyFn func(sto
 		return fmt.Errorf("connect to %s: %w", st.db, err)
 	}
 	defer pool.Close()
-	rdb := redis.NewClient(&redis.Options{Addr: rg.redis.addr()})
+	rdb := redis.NewClient(&redis.Options{Addr: st.redis.addr()})
 	defer rdb.Close()
 
-	tg := target{pool: pool, rdb: rdb, prefix: st.prefix}
+	tg := target{pool: pool, rdb: rdb, prefix: st.prefix, sqs: st.sqs}
 	settleStart := time.Now()
 	b, err := settle(ctx, tg, accepted, st.f.settle)
 	if err != nil {
 		res.problem("stuck", "%v", err)
 		res.settled = "NOT settled: " + b.String()
 	} else {
-		res.settled = fmt.Sprintf("settled %s after the load (nothing PENDING/PROCESSING, stream and outbox empty)", time.Since(settleStart).Round(100*time.Millisecond))
+		res.settled = fmt.Sprintf("settled %s after the load (nothing PENDING/PROCESSING, queue and outbox empty, every transfer projected)", time.Since(settleStart).Round(100*time.Millisecond))
 	}
 	rg.logf("%s: %s", st.sc.name, res.settled)
 
@@ -238,14 +294,16 @@ func (st *stage) verify(ctx context.Context, accepted []string, tallyFn func(sto
 	if err != nil {
 		return err
 	}
-	parked, groupExists, err := parkedEvents(ctx, tg)
-	switch {
-	case err != nil:
-		res.problem("run", "%v", err)
-	case !groupExists:
-		res.note("the work stream's consumer group %q does not exist: the worker is not consuming", queue.ConsumerGroup)
+	if st.sqs == nil {
+		parked, groupExists, err := parkedEvents(ctx, tg)
+		switch {
+		case err != nil:
+			res.problem("run", "%v", err)
+		case !groupExists:
+			res.note("the work stream's consumer group %q does not exist: the worker is not consuming", transport.WorkGroup)
+		}
+		s.parked = parked
 	}
-	s.parked = parked
 	tallyFn(s)
 	if s.strayLetters > 0 {
 		res.note("%d dead letters name no stored event", s.strayLetters)
@@ -253,7 +311,7 @@ func (st *stage) verify(ctx context.Context, accepted []string, tallyFn func(sto
 	if res.events.validDeadLettered > 0 {
 		res.note("%d valid events were dead-lettered (retries used up under the fault)", res.events.validDeadLettered)
 	}
-	for _, p := range append(st.workers, st.api) {
+	for _, p := range append(st.workers, st.apis...) {
 		for _, c := range p.unexpectedExits() {
 			res.note("%s; restarted after %s", c, crashRestartDelay)
 		}
@@ -344,6 +402,62 @@ func injectRedisRestarts(load, ctx context.Context, st *stage) error {
 		downMax = max(downMax, time.Since(began))
 	}
 	st.res.fault("%d Redis SIGKILL restarts, each down %s", restarts, downMax.Round(100*time.Millisecond))
+	return nil
+}
+
+// injectScaleOutKills: SIGKILL the processes in turn (API 1, worker 1, API 2,
+// worker 2, ...) every t.every (jittered) and restart each at once. The load
+// goes on through the other API meanwhile; the restarted worker leases a slot
+// of its own (the killed one's lease has not expired), so its consumers never
+// take the other live worker's messages for their own.
+func injectScaleOutKills(load, ctx context.Context, st *stage) error {
+	var order []*daybookProc
+	for i := range max(len(st.apis), len(st.workers)) {
+		if i < len(st.apis) {
+			order = append(order, st.apis[i])
+		}
+		if i < len(st.workers) {
+			order = append(order, st.workers[i])
+		}
+	}
+	kills := 0
+	for wait := st.t.lead; sleep(load, wait); wait = st.rig.jitter(st.t.every) {
+		p := order[kills%len(order)]
+		_, _, _ = p.halt(syscall.SIGKILL, 5*time.Second) // a SIGKILL's exit status says nothing
+		kills++
+		st.rig.logf("%s: SIGKILL %s (%d)", st.sc.name, p.name, kills)
+		if err := p.start(ctx); err != nil {
+			return fmt.Errorf("restart %s after SIGKILL %d: %w", p.name, kills, err)
+		}
+	}
+	st.res.fault("%d SIGKILLs over %d APIs and %d workers, each restarted at once", kills, len(st.apis), len(st.workers))
+	return nil
+}
+
+// injectRedisGone: after t.lead, SIGKILL the stage's Redis and never start it
+// again. Then, every t.every, SIGKILL the worker and restart it, then the API:
+// each must start, and go on, without Redis. Only the rate limit and the fast
+// duplicate check are gone; SQS carries the work, SNS and SQS the event log.
+func injectRedisGone(load, ctx context.Context, st *stage) error {
+	if !sleep(load, st.t.lead) {
+		return nil
+	}
+	st.redis.kill()
+	st.rig.logf("%s: SIGKILL %s, for good", st.sc.name, st.redis.name)
+	st.res.fault("Redis SIGKILLed %s into the load and never restarted", st.t.lead)
+	restarts := 0
+	for _, p := range []*daybookProc{st.workers[0], st.api} {
+		if !sleep(load, st.t.every) {
+			break
+		}
+		_, _, _ = p.halt(syscall.SIGKILL, 5*time.Second) // a SIGKILL's exit status says nothing
+		st.rig.logf("%s: SIGKILL %s, restart without Redis", st.sc.name, p.name)
+		if err := p.start(ctx); err != nil {
+			return fmt.Errorf("restart %s without Redis: %w", p.name, err)
+		}
+		restarts++
+	}
+	st.res.fault("%d SIGKILL restarts (worker, then API) with Redis gone", restarts)
 	return nil
 }
 

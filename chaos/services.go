@@ -218,6 +218,7 @@ func (pg *postgres) kill() {
 // answer, and at a few hundred writes a second it costs little.
 type redisServer struct {
 	sup  *supervisor
+	name string // the supervisor's name of the process
 	bin  string
 	dir  string
 	port int
@@ -226,7 +227,7 @@ type redisServer struct {
 	proc *proc
 }
 
-func newRedis(sup *supervisor, dir string) (*redisServer, error) {
+func newRedis(sup *supervisor, dir, name string) (*redisServer, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, errors.New("redis-server not found on $PATH: install it (apt-get install redis-server)")
@@ -235,11 +236,11 @@ func newRedis(sup *supervisor, dir string) (*redisServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	rdir := filepath.Join(dir, "redis")
+	rdir := filepath.Join(dir, name)
 	if err := os.Mkdir(rdir, 0o700); err != nil {
 		return nil, fmt.Errorf("redis directory: %w", err)
 	}
-	return &redisServer{sup: sup, bin: bin, dir: rdir, port: port}, nil
+	return &redisServer{sup: sup, name: name, bin: bin, dir: rdir, port: port}, nil
 }
 
 func (r *redisServer) addr() string { return fmt.Sprintf("127.0.0.1:%d", r.port) }
@@ -252,7 +253,7 @@ func (r *redisServer) start(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p, err := r.sup.start(procSpec{
-		name: "redis", path: r.bin,
+		name: r.name, path: r.bin,
 		args: []string{
 			"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.dir,
 			"--appendonly", "yes", "--appendfsync", "always", "--save", "",
@@ -263,7 +264,7 @@ func (r *redisServer) start(ctx context.Context) error {
 		return err
 	}
 	r.proc = p
-	return waitUntil(ctx, serviceStartTimeout, p, "redis", func(ctx context.Context) error {
+	return waitUntil(ctx, serviceStartTimeout, p, r.name, func(ctx context.Context) error {
 		c := redis.NewClient(&redis.Options{Addr: r.addr(), DialTimeout: time.Second, MaxRetries: -1})
 		defer c.Close()
 		// LOADING (AOF replay) is an error too: wait until it is done.

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/daybook/daybook/transport"
+	"github.com/daybook/daybook/transport/redisstream"
+
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
@@ -14,14 +17,12 @@ import (
 	"github.com/daybook/daybook/apikey"
 	"github.com/daybook/daybook/client"
 	"github.com/daybook/daybook/deadletter"
-	"github.com/daybook/daybook/gate"
 	"github.com/daybook/daybook/ingest"
 	"github.com/daybook/daybook/internal/openapitest"
 	"github.com/daybook/daybook/internal/testdb"
 	"github.com/daybook/daybook/internal/testredis"
 	"github.com/daybook/daybook/ledger"
 	"github.com/daybook/daybook/observability"
-	"github.com/daybook/daybook/queue"
 	"github.com/daybook/daybook/replay"
 	"github.com/daybook/daybook/webhook"
 )
@@ -41,11 +42,11 @@ func newDaybook(t *testing.T, cfg api.Config) daybook {
 	t.Helper()
 	pool := testdb.New(t)
 	rdb, prefix := testredis.New(t)
-	stream := prefix + queue.EventsTopic
-	g, err := gate.New(rdb, gate.Config{KeyPrefix: prefix, Stream: stream})
+	stream := prefix + transport.EventsTopic
+	g, err := redisstream.NewGate(rdb, redisstream.GateConfig{KeyPrefix: prefix, Stream: stream})
 	require.NoError(t, err)
 	// Not closed: its Close would close the shared client, which testredis closes itself.
-	pub, err := queue.NewRedisPublisher(rdb, nil, nil)
+	pub, err := redisstream.NewRedisPublisher(rdb, nil, nil)
 	require.NoError(t, err)
 	events, dead := ingest.NewStore(pool), deadletter.NewStore(pool)
 	book, err := ledger.NewService(pool, ledger.Config{})
@@ -58,7 +59,7 @@ func newDaybook(t *testing.T, cfg api.Config) daybook {
 	cfg.Keys = ring
 	srv := api.New(api.Deps{
 		Pool: pool, Redis: rdb, Gate: g, Events: events, Dead: dead, Ledger: book,
-		Replayer: replay.New(events, dead, queue.Sender{Pub: pub}, stream),
+		Replayer: replay.New(events, dead, transport.Sender{Pub: pub}, stream),
 		Metrics:  observability.NewMetrics(), Logger: slog.New(slog.DiscardHandler),
 	}, cfg)
 	hs := httptest.NewServer(srv.Handler())

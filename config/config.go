@@ -95,8 +95,13 @@ type SQS struct {
 	VisibilityTimeout time.Duration
 	// Consumers is how many receive loops one worker process runs.
 	Consumers int
-	// CreateQueues creates missing queues (emulators); Terraform owns them in AWS.
+	// CreateQueues creates missing queues and the log topic (emulators);
+	// Terraform owns them in AWS.
 	CreateQueues bool
+	// LogTopic is the SNS topic of the event log; LogTopicARN its ARN
+	// (Terraform's output), looked up by name when unset.
+	LogTopic    string
+	LogTopicARN string
 }
 
 // Load reads the configuration through getenv (os.Getenv in production).
@@ -179,6 +184,8 @@ func Load(getenv func(string) string) (Config, error) {
 			VisibilityTimeout: duration("DAYBOOK_SQS_VISIBILITY_TIMEOUT", 30*time.Second),
 			Consumers:         integer("DAYBOOK_SQS_CONSUMERS", 32),
 			CreateQueues:      boolean("DAYBOOK_SQS_CREATE_QUEUES"),
+			LogTopic:          env("DAYBOOK_SNS_LOG_TOPIC", "daybook-log"),
+			LogTopicARN:       env("DAYBOOK_SNS_LOG_TOPIC_ARN", ""),
 		},
 	}
 

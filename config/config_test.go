@@ -36,6 +36,7 @@ func TestLoad_DefaultsMatchDesign(t *testing.T) {
 	require.Equal(t, 10*time.Second, cfg.ShutdownTimeout)
 	require.Equal(t, SQS{
 		Queue: "daybook-events", DeadQueue: "daybook-events-dlq", VisibilityTimeout: 30 * time.Second, Consumers: 32,
+		LogTopic: "daybook-log",
 	}, cfg.SQS)
 }
 
@@ -44,10 +45,14 @@ func TestLoad_SQSSettings(t *testing.T) {
 	cfg, err := Load(envOf(map[string]string{
 		"DAYBOOK_QUEUE": "sqs", "DAYBOOK_SQS_QUEUE": "q", "DAYBOOK_SQS_DLQ": "q-dlq",
 		"DAYBOOK_SQS_VISIBILITY_TIMEOUT": "45s", "DAYBOOK_SQS_CONSUMERS": "8", "DAYBOOK_SQS_CREATE_QUEUES": "true",
+		"DAYBOOK_SNS_LOG_TOPIC": "log", "DAYBOOK_SNS_LOG_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:log",
 	}))
 	require.NoError(t, err)
 	require.Equal(t, QueueSQS, cfg.Queue)
-	require.Equal(t, SQS{Queue: "q", DeadQueue: "q-dlq", VisibilityTimeout: 45 * time.Second, Consumers: 8, CreateQueues: true}, cfg.SQS)
+	require.Equal(t, SQS{
+		Queue: "q", DeadQueue: "q-dlq", VisibilityTimeout: 45 * time.Second, Consumers: 8, CreateQueues: true,
+		LogTopic: "log", LogTopicARN: "arn:aws:sns:eu-west-1:123456789012:log",
+	}, cfg.SQS)
 }
 
 func TestLoad_SecuritySettings(t *testing.T) {

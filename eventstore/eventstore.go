@@ -10,10 +10,12 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/daybook/daybook/transport"
 )
 
 // LogTopic is where the outbox relay publishes every appended event.
-const LogTopic = "daybook.log"
+const LogTopic = transport.LogTopic
 
 // ExpectNew is the expected version of a stream that must not exist yet.
 const ExpectNew int64 = 0

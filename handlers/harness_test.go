@@ -10,6 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/daybook/daybook/transport"
+	"github.com/daybook/daybook/transport/redisstream"
+	"github.com/daybook/daybook/transport/sqs"
+
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -25,7 +29,6 @@ import (
 	"github.com/daybook/daybook/internal/testproxy"
 	"github.com/daybook/daybook/internal/testredis"
 	"github.com/daybook/daybook/observability"
-	"github.com/daybook/daybook/queue"
 	"github.com/daybook/daybook/replay"
 )
 
@@ -37,13 +40,17 @@ type harness struct {
 	workerPool *pgxpool.Pool // what the worker uses (through proxy when asked)
 	proxy      *testproxy.Proxy
 	redis      *redis.Client
-	topics     queue.Topics
+	topics     transport.Topics
 	pub        message.Publisher
 	archiveDir string
 	metrics    *observability.Metrics
 	cfg        Config
-	events     *ingest.Store
-	dead       *deadletter.Store
+	// sqs, when set, carries the work topic and the event log (onSQS).
+	sqs *sqs.Queues
+	// trimInterval is the stream transport's (0: its default).
+	trimInterval time.Duration
+	events       *ingest.Store
+	dead         *deadletter.Store
 
 	cancel context.CancelFunc
 	done   chan error
@@ -54,7 +61,7 @@ type harnessOption func(*harness)
 // onSQS carries the work topic on SQS queues of the test's own, whose
 // messages stay invisible for visibility once received.
 func onSQS(visibility time.Duration) harnessOption {
-	return func(h *harness) { h.cfg.SQS = testmoto.Open(h.t, visibility) }
+	return func(h *harness) { h.sqs = testmoto.Open(h.t, visibility) }
 }
 
 // throughProxy makes the worker reach Postgres through a TCP proxy the test can cut.
@@ -65,13 +72,13 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 	pool, dbURL := testdb.NewWithURL(t)
 	client, prefix := testredis.New(t)
 	h := &harness{
-		t: t, pool: pool, redis: client, topics: queue.Topics{Prefix: prefix},
+		t: t, pool: pool, redis: client, topics: transport.Topics{Prefix: prefix},
 		archiveDir: t.TempDir(), metrics: observability.NewMetrics(),
 		events: ingest.NewStore(pool), dead: deadletter.NewStore(pool),
 		cfg: Config{
-			Consumers: 4, ConsumerName: "test", MaxAttempts: 5,
+			MaxAttempts:  5,
 			RetryBackoff: 10 * time.Millisecond, RetryBackoffMax: 80 * time.Millisecond,
-			StuckAfter: time.Second, RescueInterval: 100 * time.Millisecond, ClaimIdle: 300 * time.Millisecond,
+			StuckAfter: time.Second, RescueInterval: 100 * time.Millisecond,
 			BreakerProbeInterval: 100 * time.Millisecond, AttemptTimeout: 2 * time.Second,
 			ShutdownTimeout: 5 * time.Second, GaugeInterval: 100 * time.Millisecond,
 		},
@@ -92,22 +99,54 @@ func newHarness(t *testing.T, opts ...harnessOption) *harness {
 		require.NoError(t, err)
 		t.Cleanup(h.workerPool.Close)
 	}
-	pub, err := queue.NewRedisPublisher(client, nil, nil)
-	require.NoError(t, err)
-	h.pub = pub
-	if h.cfg.SQS != nil {
-		h.pub, err = h.cfg.SQS.WorkPublisher(h.topics.Events(), pub, nil)
+	if h.sqs != nil {
+		tr := h.sqsTransport()
+		t.Cleanup(func() { _ = tr.Close() })
+		h.pub = tr.Publisher()
+	} else {
+		pub, err := redisstream.NewRedisPublisher(client, nil, nil)
 		require.NoError(t, err)
+		h.pub = pub
 	}
 	return h
+}
+
+// Consumers per worker, and how long an unacknowledged stream message waits
+// before another consumer claims it.
+const (
+	harnessConsumers = 4
+	harnessClaimIdle = 300 * time.Millisecond
+)
+
+// transports are a new worker's: the Redis streams, or SQS (onSQS).
+func (h *harness) transports() (transport.Work, transport.EventLog) {
+	h.t.Helper()
+	if h.sqs != nil {
+		tr := h.sqsTransport()
+		return tr, tr
+	}
+	tr, err := redisstream.New(h.redis, testredis.Options(h.t), redisstream.Config{
+		Topics: h.topics, Name: "test", Consumers: harnessConsumers, ClaimIdle: harnessClaimIdle,
+		GroupCheckInterval: h.cfg.GaugeInterval, TrimInterval: h.trimInterval,
+	})
+	require.NoError(h.t, err)
+	return tr, tr
+}
+
+func (h *harness) sqsTransport() *sqs.Transport {
+	h.t.Helper()
+	tr, err := sqs.NewTransport(context.Background(), h.sqs, sqs.TransportConfig{Topics: h.topics, Consumers: harnessConsumers})
+	require.NoError(h.t, err)
+	return tr
 }
 
 func (h *harness) newWorker() *Worker {
 	h.t.Helper()
 	store, err := archive.NewFileStore(h.archiveDir)
 	require.NoError(h.t, err)
+	work, log := h.transports()
 	w, err := NewWorker(Deps{
-		Pool: h.workerPool, RedisOptions: testredis.Options(h.t), Redis: h.redis, Archive: store,
+		Pool: h.workerPool, Work: work, Log: log, Redis: h.redis, Archive: store,
 		Metrics: h.metrics, Logger: slog.New(slog.DiscardHandler),
 	}, h.cfg)
 	require.NoError(h.t, err)
@@ -152,11 +191,11 @@ func (h *harness) enqueue(e ingest.Event) {
 	h.t.Helper()
 	body, err := e.Encode()
 	require.NoError(h.t, err)
-	require.NoError(h.t, queue.Sender{Pub: h.pub}.Publish(context.Background(), h.topics.Events(), uuid.NewString(), body, nil))
+	require.NoError(h.t, transport.Sender{Pub: h.pub}.Publish(context.Background(), h.topics.Events(), uuid.NewString(), body, nil))
 }
 
 func (h *harness) replayer() *replay.Replayer {
-	return replay.New(h.events, h.dead, queue.Sender{Pub: h.pub}, h.topics.Events())
+	return replay.New(h.events, h.dead, transport.Sender{Pub: h.pub}, h.topics.Events())
 }
 
 func (h *harness) waitStatus(id uuid.UUID, want ingest.Status, within time.Duration) ingest.Record {

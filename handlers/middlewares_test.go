@@ -119,7 +119,7 @@ func TestMiddlewares_DedupSkipsAHandledMessageButNotAnUnfinishedOne(t *testing.T
 func TestWorker_TrimsAcknowledgedEntriesFromTheWorkStream(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
-	h.cfg.TrimInterval = 100 * time.Millisecond
+	h.trimInterval = 100 * time.Millisecond
 	h.start()
 	for range 30 {
 		e := h.newEvent("clicks", `{"x":1}`)

@@ -12,7 +12,7 @@ import (
 )
 
 // deadLetterPublisher is the poison queue: it records the message in table
-// dead_letters (listable and replayable) and appends it to the DLQ stream.
+// dead_letters (listable and replayable) and hands it to the wire's DLQ.
 // Both must succeed before the message is acknowledged.
 type deadLetterPublisher struct {
 	worker *Worker
@@ -20,19 +20,17 @@ type deadLetterPublisher struct {
 	source string
 }
 
-func (p *deadLetterPublisher) Publish(topic string, msgs ...*message.Message) error {
+func (p *deadLetterPublisher) Publish(_ string, msgs ...*message.Message) error {
 	w := p.worker
 	for _, msg := range msgs {
 		letter, err := w.recordDeadLetter(msg, p.source, msg.Metadata.Get(middleware.ReasonForPoisonedKey))
 		if err != nil {
 			return err
 		}
-		// With SQS the table is the dead-letter queue of record: SQS's own DLQ
-		// holds what SQS redrove, which the worker moves into the table too.
-		if w.cfg.SQS == nil {
-			if err := w.publisher.Publish(topic, msg); err != nil {
-				return fmt.Errorf("publish dead letter %s: %w", letter.ID, err)
-			}
+		// The table is the dead-letter queue of record; a wire with a DLQ of
+		// its own gets a copy.
+		if err := w.deps.Work.PublishDead(msg); err != nil {
+			return fmt.Errorf("dead letter %s: %w", letter.ID, err)
 		}
 	}
 	return nil

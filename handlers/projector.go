@@ -3,40 +3,30 @@ package handlers
 import (
 	"encoding/json"
 	"fmt"
-	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 
 	"github.com/daybook/daybook/eventstore"
 	"github.com/daybook/daybook/projections"
-	"github.com/daybook/daybook/queue"
+	"github.com/daybook/daybook/transport"
 )
 
-// addProjector consumes daybook.log (group daybook-projections) and feeds
+// addProjector consumes the event log (group daybook-projections) and feeds
 // the asynchronous projections, each event applied once (projection_applied).
 // It runs the ingest consumers' chain without dedup; its dead letters are
-// replayed onto daybook.log.
-func (w *Worker) addProjector(router *message.Router, logger watermill.LoggerAdapter) error {
-	logTopic := w.cfg.Topics.Named(eventstore.LogTopic)
-	sub, err := queue.NewRedisSubscriber(w.deps.RedisOptions, queue.SubscriberConfig{
-		Consumer: fmt.Sprintf("%s-%d-projector", w.cfg.ConsumerName, w.slot), Group: queue.ProjectionsGroup, ClaimIdle: w.cfg.ClaimIdle,
-	}, logger)
+// replayed onto the log topic.
+func (w *Worker) addProjector(router *message.Router) error {
+	c, err := w.deps.Log.Subscribe(transport.ProjectionsGroup, "projector")
 	if err != nil {
 		return err
 	}
-	// In SQS mode Redis may be down when the worker starts: the projector
-	// subscribes once it is back rather than stopping the router.
-	eventually := queue.NewEventually(sub, time.Second, func(err error) {
-		w.deps.Logger.Warn("projector cannot subscribe to the event log yet; retrying", "error", err)
-	})
-	chain, err := w.middlewares(logTopic, false)
+	chain, err := w.middlewares(w.cfg.Topics.Named(transport.LogTopic), false)
 	if err != nil {
 		return err
 	}
-	h := router.AddConsumerHandler("projector", logTopic, eventually, w.project)
-	h.AddMiddleware(chain...)
+	h := router.AddConsumerHandler("projector", c.Topic, c.Subscriber, w.project)
+	h.AddMiddleware(append(c.Middleware, chain...)...)
 	return nil
 }
 

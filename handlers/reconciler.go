@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/daybook/daybook/internal/periodic"
 	"github.com/daybook/daybook/observability"
 	"github.com/daybook/daybook/reconcile"
 )
@@ -15,7 +16,7 @@ import (
 // mismatch count. The first run is after one interval, not at start: a
 // restart loop must not become a reconcile loop.
 type reconciler struct {
-	periodic
+	periodic.Loop
 	pool    *pgxpool.Pool
 	metrics *observability.Metrics
 	logger  *slog.Logger
@@ -23,7 +24,7 @@ type reconciler struct {
 
 func newReconciler(pool *pgxpool.Pool, interval time.Duration, metrics *observability.Metrics, logger *slog.Logger) *reconciler {
 	r := &reconciler{pool: pool, metrics: metrics, logger: logger}
-	r.periodic = periodic{interval: interval, fn: func(ctx context.Context) { _, _ = r.runOnce(ctx) }}
+	r.Loop = periodic.Loop{Interval: interval, Fn: func(ctx context.Context) { _, _ = r.runOnce(ctx) }}
 	return r
 }
 

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/daybook/daybook/internal/periodic"
 	"github.com/daybook/daybook/observability"
 	"github.com/daybook/daybook/replay"
 )
@@ -16,7 +17,7 @@ import (
 // stuckAfter. A rescue of an attempt still running costs an attempt, never a
 // second effect: every move is a compare-and-set on status and attempts.
 type rescuer struct {
-	periodic
+	periodic.Loop
 	replayer   *replay.Replayer
 	stuckAfter time.Duration
 	now        func() time.Time
@@ -26,7 +27,7 @@ type rescuer struct {
 
 func newRescuer(replayer *replay.Replayer, stuckAfter, interval time.Duration, now func() time.Time, metrics *observability.Metrics, logger *slog.Logger) *rescuer {
 	r := &rescuer{replayer: replayer, stuckAfter: stuckAfter, now: now, metrics: metrics, logger: logger}
-	r.periodic = periodic{interval: interval, immediate: true, fn: func(ctx context.Context) { _, _ = r.runOnce(ctx) }}
+	r.Loop = periodic.Loop{Interval: interval, Immediate: true, Fn: func(ctx context.Context) { _, _ = r.runOnce(ctx) }}
 	return r
 }
 

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/daybook/daybook/transport"
+	"github.com/daybook/daybook/transport/redisstream"
+
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
@@ -16,7 +19,6 @@ import (
 	"github.com/daybook/daybook/internal/testdb"
 	"github.com/daybook/daybook/internal/testredis"
 	"github.com/daybook/daybook/observability"
-	"github.com/daybook/daybook/queue"
 	"github.com/daybook/daybook/replay"
 )
 
@@ -27,11 +29,11 @@ func TestRescuer_RequeuesOnlyWhatIsStuckByItsClock(t *testing.T) {
 	pool := testdb.New(t)
 	rdb, prefix := testredis.New(t)
 	ctx := context.Background()
-	stream := prefix + queue.EventsTopic
-	pub, err := queue.NewRedisPublisher(rdb, nil, nil)
+	stream := prefix + transport.EventsTopic
+	pub, err := redisstream.NewRedisPublisher(rdb, nil, nil)
 	require.NoError(t, err)
 	events := ingest.NewStore(pool)
-	replayer := replay.New(events, deadletter.NewStore(pool), queue.Sender{Pub: pub}, stream)
+	replayer := replay.New(events, deadletter.NewStore(pool), transport.Sender{Pub: pub}, stream)
 
 	e := ingest.Event{ID: uuid.Must(uuid.NewV7()), IdempotencyKey: "stuck-1", Source: "clicks", Type: "click",
 		Payload: json.RawMessage(`{}`), ReceivedAt: time.Now().UTC()}
@@ -65,24 +67,4 @@ func TestRescuer_RequeuesOnlyWhatIsStuckByItsClock(t *testing.T) {
 	n, err = r.runOnce(ctx)
 	require.NoError(t, err)
 	require.Zero(t, n)
-}
-
-func TestPeriodic_RunsAtOnceOrAfterAnIntervalAndStopsCleanly(t *testing.T) {
-	t.Parallel()
-	var runs atomic.Int32
-	p := &periodic{interval: time.Hour, immediate: true, fn: func(context.Context) { runs.Add(1) }}
-	p.Stop() // before Start: nothing to stop
-	p.Start(context.Background())
-	require.Eventually(t, func() bool { return runs.Load() == 1 }, time.Second, 5*time.Millisecond)
-	p.Stop()
-	p.Stop()
-
-	var later atomic.Int32
-	q := &periodic{interval: 20 * time.Millisecond, fn: func(context.Context) { later.Add(1) }}
-	q.Start(context.Background())
-	require.Eventually(t, func() bool { return later.Load() >= 2 }, 2*time.Second, 5*time.Millisecond)
-	q.Stop()
-	stopped := later.Load()
-	time.Sleep(60 * time.Millisecond) // three intervals: a stopped loop runs no more
-	require.Equal(t, stopped, later.Load())
 }

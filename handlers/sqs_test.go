@@ -5,8 +5,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/daybook/daybook/transport"
+	"github.com/daybook/daybook/transport/sqs"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
@@ -14,7 +17,6 @@ import (
 	"github.com/daybook/daybook/ingest"
 	"github.com/daybook/daybook/internal/testmoto"
 	"github.com/daybook/daybook/logevent"
-	"github.com/daybook/daybook/queue"
 )
 
 func TestWorkerSQS_ProcessesEachEventOnceAndReadsQueueDepth(t *testing.T) {
@@ -27,7 +29,7 @@ func TestWorkerSQS_ProcessesEachEventOnceAndReadsQueueDepth(t *testing.T) {
 		h.enqueue(e)
 	}
 	h.enqueue(events[0]) // the same event twice (a client retry after a lost answer)
-	depth := h.metrics.QueueDepth.WithLabelValues(queue.EventsTopic)
+	depth := h.metrics.QueueDepth.WithLabelValues(transport.EventsTopic)
 	h.start()
 
 	for _, e := range events {
@@ -40,7 +42,7 @@ func TestWorkerSQS_ProcessesEachEventOnceAndReadsQueueDepth(t *testing.T) {
 	}, 30*time.Second, 50*time.Millisecond)
 	require.Equal(t, 8.0, h.processed("COMPLETED"), "the second copy of the event was a no-op")
 	require.Eventually(t, func() bool {
-		n, err := h.cfg.SQS.Depth(context.Background())
+		n, err := h.sqs.Depth(context.Background())
 		return err == nil && n == 0 && testutil.ToFloat64(depth) == 0
 	}, 30*time.Second, 100*time.Millisecond, "every message deleted once acknowledged")
 }
@@ -60,9 +62,9 @@ func TestWorkerSQS_FailingEventIsDeadLetteredInTheTableAndReplayedThroughSQS(t *
 	require.NoError(t, err)
 	require.Len(t, letters, 1)
 	require.Equal(t, h.topics.Events(), letters[0].Topic, "replayed onto the logical work topic")
-	require.Equal(t, "1", letters[0].Metadata[queue.MetaSQSReceiveCount], "retried in place: SQS delivered it once")
+	require.Equal(t, "1", letters[0].Metadata[sqs.MetaReceiveCount], "retried in place: SQS delivered it once")
 	require.Eventually(t, func() bool {
-		n, err := h.cfg.SQS.DeadDepth(context.Background())
+		n, err := h.sqs.DeadDepth(context.Background())
 		return err == nil && n == 0
 	}, 5*time.Second, 100*time.Millisecond, "the poison queue is the table, not SQS's DLQ")
 
@@ -84,23 +86,23 @@ func TestWorkerSQS_MessageRedrivenBySQSBecomesAReplayableDeadLetter(t *testing.T
 	h.enqueue(e)
 
 	// Five receives that never acknowledge, as five crashed workers would.
-	client := sqs.NewFromConfig(testmoto.AWSConfig(t))
-	url, err := client.GetQueueUrl(t.Context(), &sqs.GetQueueUrlInput{QueueName: aws.String(h.cfg.SQS.Queue())})
+	client := awssqs.NewFromConfig(testmoto.AWSConfig(t))
+	url, err := client.GetQueueUrl(t.Context(), &awssqs.GetQueueUrlInput{QueueName: aws.String(h.sqs.Queue())})
 	require.NoError(t, err)
 	received := 0
 	deadline := time.Now().Add(30 * time.Second)
-	for received < queue.SQSMaxReceiveCount && time.Now().Before(deadline) {
-		out, err := client.ReceiveMessage(t.Context(), &sqs.ReceiveMessageInput{
+	for received < sqs.MaxReceiveCount && time.Now().Before(deadline) {
+		out, err := client.ReceiveMessage(t.Context(), &awssqs.ReceiveMessageInput{
 			QueueUrl: url.QueueUrl, VisibilityTimeout: 1, WaitTimeSeconds: 2,
 		})
 		require.NoError(t, err)
 		received += len(out.Messages)
 	}
-	require.Equal(t, queue.SQSMaxReceiveCount, received)
+	require.Equal(t, sqs.MaxReceiveCount, received)
 	require.Eventually(t, func() bool {
 		// SQS moves the message on the receive after its last allowed one.
-		_, _ = client.ReceiveMessage(t.Context(), &sqs.ReceiveMessageInput{QueueUrl: url.QueueUrl, VisibilityTimeout: 1})
-		n, err := h.cfg.SQS.DeadDepth(context.Background())
+		_, _ = client.ReceiveMessage(t.Context(), &awssqs.ReceiveMessageInput{QueueUrl: url.QueueUrl, VisibilityTimeout: 1})
+		n, err := h.sqs.DeadDepth(context.Background())
 		return err == nil && n == 1
 	}, 20*time.Second, 500*time.Millisecond, "SQS redrives after maxReceiveCount receives")
 
@@ -114,10 +116,10 @@ func TestWorkerSQS_MessageRedrivenBySQSBecomesAReplayableDeadLetter(t *testing.T
 		letter = letters[0]
 		return true
 	}, 30*time.Second, 100*time.Millisecond)
-	require.Contains(t, letter.Reason, "redriven by SQS to "+h.cfg.SQS.DeadQueue())
+	require.Contains(t, letter.Reason, "redriven by SQS to "+h.sqs.DeadQueue())
 	require.Equal(t, e.ID, *letter.EventID)
 	require.Eventually(t, func() bool {
-		n, err := h.cfg.SQS.DeadDepth(context.Background())
+		n, err := h.sqs.DeadDepth(context.Background())
 		return err == nil && n == 0
 	}, 30*time.Second, 100*time.Millisecond, "moved out of SQS's DLQ once recorded")
 	require.Eventually(t, func() bool { return testutil.ToFloat64(h.metrics.DLQDepth) == 1 }, 10*time.Second, 50*time.Millisecond,
@@ -160,7 +162,7 @@ func TestWorkerSQS_OutageLongerThanVisibilityTimeoutBurnsNoDelivery(t *testing.T
 	require.Zero(t, h.processed("DEAD_LETTERED"))
 	require.Equal(t, 4.0, h.processed("COMPLETED"))
 	require.Zero(t, h.processed("SKIPPED")+h.processed("REDELIVERED"), "no message was delivered twice")
-	n, err := h.cfg.SQS.DeadDepth(context.Background())
+	n, err := h.sqs.DeadDepth(context.Background())
 	require.NoError(t, err)
 	require.Zero(t, n)
 }

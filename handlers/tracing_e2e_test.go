@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/daybook/daybook/transport"
+	"github.com/daybook/daybook/transport/redisstream"
+
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
@@ -26,11 +29,9 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/daybook/daybook/api"
-	"github.com/daybook/daybook/gate"
 	"github.com/daybook/daybook/ingest"
 	"github.com/daybook/daybook/internal/testredis"
 	"github.com/daybook/daybook/observability"
-	"github.com/daybook/daybook/queue"
 )
 
 // These tests run the API in front of the worker: a trace starts at the
@@ -40,7 +41,7 @@ import (
 // and stream) until the test ends, and returns its URL.
 func newAPI(t *testing.T, h *harness, tracing observability.Tracing) string {
 	t.Helper()
-	g, err := gate.New(h.redis, gate.Config{KeyPrefix: h.topics.Prefix, Stream: h.topics.Events()})
+	g, err := redisstream.NewGate(h.redis, redisstream.GateConfig{KeyPrefix: h.topics.Prefix, Stream: h.topics.Events()})
 	require.NoError(t, err)
 	srv := api.New(api.Deps{
 		Pool: h.pool, Redis: h.redis, Gate: g, Events: h.events, Dead: h.dead,
@@ -156,10 +157,10 @@ func TestTracing_IngestRequestAndItsProcessingAreOneTrace(t *testing.T) {
 	entries, err := h.redis.XRange(t.Context(), h.topics.Events(), "-", "+").Result()
 	require.NoError(t, err)
 	require.Len(t, entries, 1)
-	messageUUID, ok := entries[0].Values[queue.FieldUUID].(string)
+	messageUUID, ok := entries[0].Values[redisstream.FieldUUID].(string)
 	require.True(t, ok)
 	var metadata map[string]string
-	require.NoError(t, json.Unmarshal([]byte(entries[0].Values[queue.FieldMetadata].(string)), &metadata))
+	require.NoError(t, json.Unmarshal([]byte(entries[0].Values[redisstream.FieldMetadata].(string)), &metadata))
 	require.Equal(t, map[string]string{
 		"correlation_id": correlationID,
 		"traceparent":    "00-" + traceID + "-" + server.SpanContext().SpanID().String() + "-01",
@@ -187,7 +188,7 @@ func TestTracing_RequestSpanIsNamedByRouteAndFailsOnlyOn5xx(t *testing.T) {
 	// A gate on a closed client cannot enqueue: ingest answers 503.
 	closed := redis.NewClient(testredis.Options(t))
 	require.NoError(t, closed.Close())
-	g, err := gate.New(closed, gate.Config{Stream: queue.EventsTopic})
+	g, err := redisstream.NewGate(closed, redisstream.GateConfig{Stream: transport.EventsTopic})
 	require.NoError(t, err)
 	srv := api.New(api.Deps{
 		Gate: g, Metrics: observability.NewMetrics(), Logger: slog.New(slog.DiscardHandler), Tracing: tr,

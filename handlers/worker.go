@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,30 +20,19 @@ import (
 	"github.com/daybook/daybook/eventstore"
 	"github.com/daybook/daybook/ingest"
 	"github.com/daybook/daybook/observability"
-	"github.com/daybook/daybook/queue"
 	"github.com/daybook/daybook/replay"
+	"github.com/daybook/daybook/transport"
 )
 
 // Config configures the worker.
 type Config struct {
-	Topics queue.Topics
-	// SQS, when set, carries the work topic (Topics.Events) on SQS instead of
-	// the Redis stream; the event log stays on Redis Streams.
-	SQS *queue.SQS
-	// Consumers run in parallel: each a stream consumer named
-	// ConsumerName-<slot>-i, the slot leased per process (slotLease), or with
-	// SQS one receive loop of the subscriber.
-	Consumers    int
-	ConsumerName string
-	// SlotLeaseTTL is how long a crashed process's slot stays taken (default 15s).
-	SlotLeaseTTL time.Duration
+	Topics transport.Topics
 
 	MaxAttempts          int
 	RetryBackoff         time.Duration
 	RetryBackoffMax      time.Duration
 	StuckAfter           time.Duration
 	RescueInterval       time.Duration
-	ClaimIdle            time.Duration
 	BreakerProbeInterval time.Duration
 	AttemptTimeout       time.Duration
 	ShutdownTimeout      time.Duration
@@ -56,12 +44,8 @@ type Config struct {
 	GaugeInterval time.Duration
 	// DedupTTL is how long a handled message's uuid is remembered.
 	DedupTTL time.Duration
-	// TrimInterval is how often acknowledged entries are trimmed from the work stream.
-	TrimInterval time.Duration
 	// ReconcileInterval is how often the ledger is reconciled (0 = never).
 	ReconcileInterval time.Duration
-	// LogStreamMaxLen bounds the daybook.log stream the outbox relay feeds.
-	LogStreamMaxLen int64
 	// Now is the services' clock (default time.Now): the rescuer's cutoff is
 	// Now minus StuckAfter, so a test moves time instead of aging rows.
 	Now func() time.Time
@@ -69,14 +53,11 @@ type Config struct {
 
 // Validate fills defaults and checks the settings.
 func (c *Config) Validate() error {
-	if c.Consumers <= 0 || c.MaxAttempts <= 0 {
-		return errors.New("worker: Consumers and MaxAttempts must be positive")
-	}
-	if c.ConsumerName == "" {
-		return errors.New("worker: ConsumerName is required")
+	if c.MaxAttempts <= 0 {
+		return errors.New("worker: MaxAttempts must be positive")
 	}
 	if c.RetryBackoff <= 0 || c.RetryBackoffMax < c.RetryBackoff || c.StuckAfter <= 0 || c.RescueInterval <= 0 ||
-		c.ClaimIdle <= 0 || c.BreakerProbeInterval <= 0 || c.AttemptTimeout <= 0 || c.ShutdownTimeout <= 0 {
+		c.BreakerProbeInterval <= 0 || c.AttemptTimeout <= 0 || c.ShutdownTimeout <= 0 {
 		return errors.New("worker: every interval must be positive (and RetryBackoffMax >= RetryBackoff)")
 	}
 	if c.Flushers == 0 {
@@ -94,15 +75,6 @@ func (c *Config) Validate() error {
 	if c.DedupTTL == 0 {
 		c.DedupTTL = 24 * time.Hour
 	}
-	if c.TrimInterval == 0 {
-		c.TrimInterval = time.Minute
-	}
-	if c.SlotLeaseTTL == 0 {
-		c.SlotLeaseTTL = 15 * time.Second
-	}
-	if c.LogStreamMaxLen == 0 {
-		c.LogStreamMaxLen = 1_000_000
-	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -112,13 +84,16 @@ func (c *Config) Validate() error {
 // Deps are the worker's connections and collaborators.
 type Deps struct {
 	Pool *pgxpool.Pool
-	// RedisOptions builds one client per consumer: a redisstream subscriber
-	// closes its client when it closes.
-	RedisOptions *redis.Options
-	Redis        redis.UniversalClient
-	Archive      archive.Store
-	Metrics      *observability.Metrics
-	Logger       *slog.Logger
+	// Work carries the work topic, Log the event log (transport.EventLog):
+	// Redis Streams or SQS, chosen by the caller.
+	Work transport.Work
+	Log  transport.EventLog
+	// Redis keeps the dedup middleware's keys; the worker runs without it
+	// when it is down (SQS mode), Postgres then catching redeliveries.
+	Redis   redis.UniversalClient
+	Archive archive.Store
+	Metrics *observability.Metrics
+	Logger  *slog.Logger
 }
 
 // Worker consumes and processes ingested events.
@@ -129,17 +104,11 @@ type Worker struct {
 	dead      *deadletter.Store
 	processor *ingest.Processor
 	replayer  *replay.Replayer
-	publisher message.Publisher
 	breaker   *breaker.Breaker
 	drain     *drainGate
 	coalescer *coalescer
-	// handling holds the uuids of the messages being handled (stream mode).
-	handling sync.Map
-	// subscribed is set once every consumer has subscribed (and so created its group).
+	// subscribed is set once every consumer has subscribed.
 	subscribed atomic.Bool
-	// slot makes this process's consumer names its own (0 with SQS, where
-	// the work queue has no consumer names).
-	slot int
 }
 
 // NewWorker builds a worker; Run starts it.
@@ -147,21 +116,11 @@ func NewWorker(deps Deps, cfg Config) (*Worker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	wmLogger := watermill.NewSlogLogger(deps.Logger)
-	pub, err := queue.NewRedisPublisher(deps.Redis, map[string]int64{
-		cfg.Topics.Named(eventstore.LogTopic): cfg.LogStreamMaxLen,
-	}, wmLogger)
-	if err != nil {
-		return nil, err
+	if deps.Work == nil || deps.Log == nil {
+		return nil, errors.New("worker: Work and Log transports are required")
 	}
 	events := ingest.NewStore(deps.Pool)
 	dead := deadletter.NewStore(deps.Pool)
-	replayPub := pub
-	if cfg.SQS != nil {
-		if replayPub, err = cfg.SQS.WorkPublisher(cfg.Topics.Events(), pub, wmLogger); err != nil {
-			return nil, err
-		}
-	}
 	processor, err := ingest.NewProcessor(deps.Pool, events, deps.Archive, ingest.ProcessorConfig{MaxAttempts: cfg.MaxAttempts})
 	if err != nil {
 		return nil, err
@@ -184,8 +143,8 @@ func NewWorker(deps Deps, cfg Config) (*Worker, error) {
 	deps.Metrics.CircuitBreakerState.WithLabelValues("postgres").Set(0)
 	return &Worker{
 		deps: deps, cfg: cfg, events: events, dead: dead, processor: processor,
-		replayer:  replay.New(events, dead, queue.Sender{Pub: replayPub}, cfg.Topics.Events()),
-		publisher: pub, breaker: br, drain: &drainGate{},
+		replayer: replay.New(events, dead, transport.Sender{Pub: deps.Work.Publisher()}, cfg.Topics.Events()),
+		breaker:  br, drain: &drainGate{},
 	}, nil
 }
 
@@ -194,19 +153,10 @@ func NewWorker(deps Deps, cfg Config) (*Worker, error) {
 // ShutdownTimeout), and closes the router.
 func (w *Worker) Run(ctx context.Context) error {
 	defer w.breaker.Close()
-	if w.cfg.SQS == nil {
-		lease, err := leaseSlot(ctx, w.deps.Redis, w.cfg.Topics.Prefix, w.cfg.ConsumerName, w.cfg.SlotLeaseTTL, w.deps.Logger)
-		if err != nil {
-			return err
-		}
-		defer lease.release() // after the router closed: no consumer of this slot is left
-		w.slot = lease.slot
-		if n, err := queue.HandBackPending(ctx, w.deps.Redis, w.cfg.Topics.Events(), w.consumerNames(), w.cfg.ClaimIdle+time.Minute); err != nil {
-			return err
-		} else if n > 0 {
-			w.deps.Logger.Info("taking back messages a previous run left pending", "count", n)
-		}
+	if err := w.deps.Work.Open(ctx); err != nil {
+		return fmt.Errorf("open work transport: %w", err)
 	}
+	defer w.deps.Work.Close() // after the router closed: no consumer is left
 	router, err := w.newRouter()
 	if err != nil {
 		return err
@@ -266,18 +216,15 @@ type service interface {
 }
 
 // maintenance builds the worker's background services: the stuck-event
-// rescuer, the gauges, the work-stream trimmer (Redis Streams only) and the
+// rescuer, the gauges, the transport's own (trimming a stream) and the
 // scheduled reconciliation (when an interval is set).
 func (w *Worker) maintenance() []service {
 	services := []service{
 		newRescuer(w.replayer, w.cfg.StuckAfter, w.cfg.RescueInterval, w.cfg.Now, w.deps.Metrics, w.deps.Logger),
-		(&gauges{
-			pool: w.deps.Pool, redis: w.deps.Redis, topics: w.cfg.Topics, sqs: w.cfg.SQS, dead: w.dead,
-			metrics: w.deps.Metrics, logger: w.deps.Logger, subscribed: w.subscribed.Load,
-		}).init(w.cfg.GaugeInterval),
+		newGauges(w.deps.Pool, w.deps.Work, w.dead, w.cfg.GaugeInterval, w.deps.Metrics, w.deps.Logger),
 	}
-	if w.cfg.SQS == nil {
-		services = append(services, newTrimmer(w.deps.Redis, w.cfg.Topics.Events(), w.cfg.TrimInterval, w.deps.Logger))
+	for _, s := range w.deps.Work.Services() {
+		services = append(services, s)
 	}
 	if w.cfg.ReconcileInterval > 0 {
 		services = append(services, newReconciler(w.deps.Pool, w.cfg.ReconcileInterval, w.deps.Metrics, w.deps.Logger))
@@ -323,7 +270,8 @@ func (w *Worker) middlewares(source string, withDedup bool) ([]message.HandlerMi
 	return append(chain, poison, retry.Middleware, middleware.Recoverer, w.breaker.Middleware), nil
 }
 
-// newRouter builds the router: one handler per consumer, and the outbox relay.
+// newRouter builds the router: the work consumers, the event-log projector,
+// the movers of what the wire redrove, and the outbox relay.
 func (w *Worker) newRouter() (*message.Router, error) {
 	wmLogger := watermill.NewSlogLogger(w.deps.Logger)
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: w.cfg.ShutdownTimeout}, wmLogger)
@@ -334,91 +282,40 @@ func (w *Worker) newRouter() (*message.Router, error) {
 	if err != nil {
 		return nil, err
 	}
-	if w.cfg.SQS != nil {
-		if err := w.addSQSConsumers(router, chain, wmLogger); err != nil {
-			return nil, err
-		}
-	} else if err := w.addStreamConsumers(router, chain, wmLogger); err != nil {
+	consumers, err := w.deps.Work.Consumers()
+	if err != nil {
 		return nil, err
 	}
-	if err := w.addProjector(router, wmLogger); err != nil {
+	for _, c := range consumers {
+		h := router.AddConsumerHandler(c.Name, c.Topic, c.Subscriber, w.handle)
+		h.AddMiddleware(append(c.Middleware, chain...)...)
+	}
+	if err := w.addProjector(router); err != nil {
 		return nil, err
 	}
-	relayPub := queue.PrefixedPublisher{Prefix: w.cfg.Topics.Prefix, Pub: w.publisher}
-	if err := eventstore.NewRelay(w.deps.Pool, relayPub, router, wmLogger, eventstore.RelayConfig{}); err != nil {
+	redriven, err := w.deps.Work.Redriven()
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range redriven {
+		h := router.AddConsumerHandler(c.Name, c.Topic, c.Subscriber, w.moveRedriven(c))
+		h.AddMiddleware(append(c.Middleware, w.drain.Middleware, correlation, markShutdown, w.breaker.Middleware)...)
+	}
+	if err := eventstore.NewRelay(w.deps.Pool, w.deps.Log.LogPublisher(), router, wmLogger, eventstore.RelayConfig{}); err != nil {
 		return nil, err
 	}
 	return router, nil
 }
 
-// addStreamConsumers consumes the work stream with Consumers stream consumers.
-func (w *Worker) addStreamConsumers(router *message.Router, chain []message.HandlerMiddleware, wmLogger watermill.LoggerAdapter) error {
-	own := map[string]bool{}
-	for _, name := range w.consumerNames() {
-		own[name] = true
+// moveRedriven records a message the wire gave up on as a dead letter, to be
+// replayed onto c.ReplayTopic; the ack that follows removes it from the
+// wire's DLQ. Recording is idempotent by message uuid, so a move interrupted
+// before the ack is harmless when the message comes back.
+func (w *Worker) moveRedriven(c transport.Consumer) message.NoPublishHandlerFunc {
+	return func(msg *message.Message) error {
+		_, err := w.recordDeadLetter(msg, c.ReplayTopic, c.DeadReason)
+		return err
 	}
-	startedAt := time.Now()
-	// redisstream claims any message idle for ClaimIdle, even one a live
-	// consumer is still handling (a breaker pause has no bound). A message
-	// held by one of this process's consumers is claimed when it was
-	// delivered before the process started (a previous run left it), or when
-	// no consumer here is handling it: Redis recorded its delivery but the
-	// reply never arrived (connection cut, Redis killed), and nothing else
-	// would ever take it back.
-	shouldClaim := func(xp redis.XPendingExt) bool {
-		if !own[xp.Consumer] || xp.Idle > time.Since(startedAt) {
-			return true
-		}
-		uuid, err := w.entryUUID(xp.ID)
-		if err != nil || uuid == "" {
-			// Unreadable now (ask again at the next pass), or an entry without
-			// a uuid, which cannot be told from one being handled.
-			return false
-		}
-		_, handling := w.handling.Load(uuid)
-		return !handling
-	}
-	for _, name := range w.consumerNames() {
-		sub, err := queue.NewRedisSubscriber(w.deps.RedisOptions, queue.SubscriberConfig{Consumer: name, ClaimIdle: w.cfg.ClaimIdle, ShouldClaim: shouldClaim}, wmLogger)
-		if err != nil {
-			return err
-		}
-		h := router.AddConsumerHandler("ingest-"+name, w.cfg.Topics.Events(), sub, w.handle)
-		h.AddMiddleware(append([]message.HandlerMiddleware{w.trackHandling}, chain...)...)
-	}
-	return nil
-}
-
-// trackHandling records the uuids of the messages this process is handling,
-// for shouldClaim.
-func (w *Worker) trackHandling(h message.HandlerFunc) message.HandlerFunc {
-	return func(msg *message.Message) ([]*message.Message, error) {
-		w.handling.Store(msg.UUID, struct{}{})
-		defer w.handling.Delete(msg.UUID)
-		return h(msg)
-	}
-}
-
-// entryUUID reads the message uuid of a work-stream entry ("" if it is gone).
-func (w *Worker) entryUUID(id string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	entries, err := w.deps.Redis.XRange(ctx, w.cfg.Topics.Events(), id, id).Result()
-	if err != nil || len(entries) == 0 {
-		return "", err
-	}
-	uuid, _ := entries[0].Values[queue.FieldUUID].(string)
-	return uuid, nil
-}
-
-// consumerNames are this process's own (its slot) and stable across clean
-// restarts, so a restarted worker finds what its previous run left pending.
-func (w *Worker) consumerNames() []string {
-	names := make([]string, w.cfg.Consumers)
-	for i := range names {
-		names[i] = fmt.Sprintf("%s-%d-%d", w.cfg.ConsumerName, w.slot, i)
-	}
-	return names
 }
 
 // handle processes one message: one attempt.
@@ -442,7 +339,7 @@ func (w *Worker) handle(msg *message.Message) error {
 }
 
 func (w *Worker) process(msg *message.Message) (ingest.Outcome, error) {
-	if problem := msg.Metadata.Get(queue.MetaDecodeError); problem != "" {
+	if problem := msg.Metadata.Get(transport.MetaDecodeError); problem != "" {
 		return "", fmt.Errorf("malformed message %s: %s", msg.UUID, problem)
 	}
 	e, err := ingest.Decode(msg.Payload)

@@ -2,9 +2,13 @@ package handlers
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/daybook/daybook/transport"
+	"github.com/daybook/daybook/transport/redisstream"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
@@ -14,7 +18,6 @@ import (
 	"github.com/daybook/daybook/ingest"
 	"github.com/daybook/daybook/logevent"
 	"github.com/daybook/daybook/projections"
-	"github.com/daybook/daybook/queue"
 )
 
 const orderPayload = `{"status":"paid","amount":"12.30"}`
@@ -85,8 +88,8 @@ func TestWorker_RedeliversMessageOfDeadConsumerAndProcessesItOnce(t *testing.T) 
 	e := h.newEvent(logevent.SourceOrderUpdates, orderPayload)
 	h.enqueue(e)
 	stream := h.topics.Events()
-	require.NoError(t, h.redis.XGroupCreateMkStream(ctx, stream, queue.ConsumerGroup, "0").Err())
-	got, err := h.redis.XReadGroup(ctx, &redis.XReadGroupArgs{Group: queue.ConsumerGroup, Consumer: "dead-worker", Streams: []string{stream, ">"}, Count: 1}).Result()
+	require.NoError(t, h.redis.XGroupCreateMkStream(ctx, stream, transport.WorkGroup, "0").Err())
+	got, err := h.redis.XReadGroup(ctx, &redis.XReadGroupArgs{Group: transport.WorkGroup, Consumer: "dead-worker", Streams: []string{stream, ">"}, Count: 1}).Result()
 	require.NoError(t, err)
 	require.Len(t, got[0].Messages, 1)
 
@@ -95,7 +98,7 @@ func TestWorker_RedeliversMessageOfDeadConsumerAndProcessesItOnce(t *testing.T) 
 	require.Equal(t, 1, rec.Attempts)
 	require.Equal(t, 1, h.logRows(e.ID))
 	require.Eventually(t, func() bool {
-		return h.redis.XPending(ctx, stream, queue.ConsumerGroup).Val().Count == 0
+		return h.redis.XPending(ctx, stream, transport.WorkGroup).Val().Count == 0
 	}, 10*time.Second, 20*time.Millisecond, "the claimed message is acknowledged")
 }
 
@@ -122,7 +125,7 @@ func TestWorker_DeliveryWhoseReplyWasLostIsClaimedBackWhileRunning(t *testing.T)
 	read, err := h.redis.Eval(ctx, `
 		redis.call('XADD', KEYS[1], '*', 'uuid', 'lost-reply', 'payload', ARGV[1], 'metadata', '{}')
 		return redis.call('XREADGROUP', 'GROUP', ARGV[2], 'test-0-0', 'COUNT', 1, 'STREAMS', KEYS[1], '>')`,
-		[]string{h.topics.Events()}, body, queue.ConsumerGroup).Result()
+		[]string{h.topics.Events()}, body, transport.WorkGroup).Result()
 	require.NoError(t, err)
 	require.NotNil(t, read, "test-0-0 got the entry")
 
@@ -197,7 +200,7 @@ func TestWorker_MalformedMessagesAreDeadLetteredAfterFiveAttemptsWhileOthersFlow
 	// Counted just after the row is written: a moment after the row is visible.
 	require.Eventually(t, func() bool { return h.processed("DEAD_LETTERED") == 2 }, 5*time.Second, 10*time.Millisecond)
 	require.Eventually(t, func() bool {
-		return h.redis.XLen(ctx, h.topics.Dead()).Val() == 2 && h.redis.XPending(ctx, stream, queue.ConsumerGroup).Val().Count == 0
+		return h.redis.XLen(ctx, h.topics.Dead()).Val() == 2 && h.redis.XPending(ctx, stream, transport.WorkGroup).Val().Count == 0
 	}, 10*time.Second, 20*time.Millisecond, "both are on the DLQ stream and acknowledged on the work stream")
 
 	letters, more, err := h.dead.List(ctx, deadletter.ListParams{Waiting: true})
@@ -325,4 +328,31 @@ func TestWorker_ShutdownDrainsAndNothingIsLostOrDoubled(t *testing.T) {
 	var logRows int
 	require.NoError(t, h.pool.QueryRow(context.Background(), `SELECT count(*) FROM event_log`).Scan(&logRows))
 	require.Equal(t, n, logRows)
+}
+
+func TestWorker_TwoProcessesOfOneNameConsumeUnderTheirOwnNames(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	a, b := h.newWorker(), h.newWorker()
+	ctx, cancel := context.WithCancel(context.Background())
+	doneA, doneB := make(chan error, 1), make(chan error, 1)
+	go func() { doneA <- a.Run(ctx) }()
+	go func() { doneB <- b.Run(ctx) }()
+	require.Eventually(t, func() bool { return a.subscribed.Load() && b.subscribed.Load() }, 10*time.Second, 20*time.Millisecond)
+	slot := func(w *Worker) int { return w.deps.Work.(*redisstream.Transport).Slot() }
+	require.ElementsMatch(t, []int{0, 1}, []int{slot(a), slot(b)}, "each process consumes under names of its own")
+
+	var events []ingest.Event
+	for i := range 40 {
+		e := h.newEvent("clicks", `{"i":`+strconv.Itoa(i)+`}`)
+		h.enqueue(e)
+		events = append(events, e)
+	}
+	for _, e := range events {
+		rec := h.waitStatus(e.ID, ingest.StatusCompleted, 10*time.Second)
+		require.Equal(t, 1, rec.Attempts, "each event took one attempt: no process took another's messages")
+	}
+	cancel()
+	require.NoError(t, <-doneA)
+	require.NoError(t, <-doneB)
 }

@@ -6,6 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/daybook/daybook/transport"
+	"github.com/daybook/daybook/transport/redisstream"
+
 	"github.com/google/uuid"
 	"github.com/stretchr/testify/require"
 
@@ -13,7 +16,6 @@ import (
 	"github.com/daybook/daybook/ingest"
 	"github.com/daybook/daybook/internal/testdb"
 	"github.com/daybook/daybook/internal/testredis"
-	"github.com/daybook/daybook/queue"
 	"github.com/daybook/daybook/replay"
 )
 
@@ -24,11 +26,11 @@ func TestRescue_LostPublishIsRetriedByTheNextRescue(t *testing.T) {
 	pool := testdb.New(t)
 	client, prefix := testredis.New(t)
 	ctx := context.Background()
-	stream := prefix + queue.EventsTopic
-	pub, err := queue.NewRedisPublisher(client, nil, nil)
+	stream := prefix + transport.EventsTopic
+	pub, err := redisstream.NewRedisPublisher(client, nil, nil)
 	require.NoError(t, err)
 	events := ingest.NewStore(pool)
-	r := replay.New(events, deadletter.NewStore(pool), queue.Sender{Pub: pub}, stream)
+	r := replay.New(events, deadletter.NewStore(pool), transport.Sender{Pub: pub}, stream)
 
 	id := uuid.Must(uuid.NewV7())
 	e := ingest.Event{ID: id, IdempotencyKey: "k-" + id.String(), Source: "clicks", Type: "click",
@@ -53,7 +55,7 @@ func TestRescue_LostPublishIsRetriedByTheNextRescue(t *testing.T) {
 	entries, err := client.XRange(ctx, stream, "-", "+").Result()
 	require.NoError(t, err)
 	require.Len(t, entries, 1)
-	got, err := ingest.Decode([]byte(entries[0].Values[queue.FieldPayload].(string)))
+	got, err := ingest.Decode([]byte(entries[0].Values[redisstream.FieldPayload].(string)))
 	require.NoError(t, err)
 	require.Equal(t, id, got.ID)
 }
@@ -62,9 +64,9 @@ func TestEvent_ReplayOfCompletedOrUnknownEventIsRefused(t *testing.T) {
 	t.Parallel()
 	pool := testdb.New(t)
 	client, prefix := testredis.New(t)
-	pub, err := queue.NewRedisPublisher(client, nil, nil)
+	pub, err := redisstream.NewRedisPublisher(client, nil, nil)
 	require.NoError(t, err)
-	r := replay.New(ingest.NewStore(pool), deadletter.NewStore(pool), queue.Sender{Pub: pub}, prefix+queue.EventsTopic)
+	r := replay.New(ingest.NewStore(pool), deadletter.NewStore(pool), transport.Sender{Pub: pub}, prefix+transport.EventsTopic)
 	_, err = r.Event(context.Background(), uuid.Must(uuid.NewV7()))
 	require.ErrorIs(t, err, ingest.ErrNotFound)
 	_, err = r.DeadLetter(context.Background(), uuid.Must(uuid.NewV7()))

@@ -18,6 +18,31 @@ data "aws_iam_policy_document" "service" {
   }
 
   statement {
+    sid       = "EventLogTopic"
+    effect    = "Allow"
+    actions   = ["sns:Publish"] # the relay; replays of the event log's dead letters
+    resources = [aws_sns_topic.log.arn]
+  }
+
+  statement {
+    sid    = "EventLogQueues"
+    effect = "Allow"
+    # Consumer groups read their queue; the DLQ mover reads their DLQs. Nothing
+    # sends to them but the topic (sns.tf).
+    actions = [
+      "sqs:ReceiveMessage",
+      "sqs:DeleteMessage",
+      "sqs:ChangeMessageVisibility",
+      "sqs:GetQueueAttributes",
+      "sqs:GetQueueUrl",
+    ]
+    resources = concat(
+      [for q in aws_sqs_queue.log : q.arn],
+      [for q in aws_sqs_queue.log_dlq : q.arn],
+    )
+  }
+
+  statement {
     sid    = "ArchiveObjects"
     effect = "Allow"
     actions = [
@@ -54,16 +79,17 @@ data "aws_iam_policy_document" "service" {
     sid    = "EncryptionKey"
     effect = "Allow"
     actions = [
-      "kms:GenerateDataKey", # SendMessage, PutObject
-      "kms:Decrypt",         # ReceiveMessage, GetObject
+      "kms:GenerateDataKey", # SendMessage, Publish, PutObject
+      "kms:Decrypt",         # ReceiveMessage, Publish, GetObject
     ]
     resources = [aws_kms_key.daybook.arn]
-    # Only when SQS or S3 uses the key on the service's behalf.
+    # Only when SQS, SNS, S3 or Secrets Manager uses the key on the service's behalf.
     condition {
       test     = "StringEquals"
       variable = "kms:ViaService"
       values = [
         "sqs.${var.region}.amazonaws.com",
+        "sns.${var.region}.amazonaws.com",
         "s3.${var.region}.amazonaws.com",
         "secretsmanager.${var.region}.amazonaws.com",
       ]
@@ -73,7 +99,7 @@ data "aws_iam_policy_document" "service" {
 
 resource "aws_iam_policy" "service" {
   name        = "${var.name_prefix}-${var.environment}-service"
-  description = "Daybook service: events queues, archive prefix, bootstrap API key, encryption key"
+  description = "Daybook service: events queues, event log topic and queues, archive prefix, bootstrap API key, encryption key"
   policy      = data.aws_iam_policy_document.service.json
 }
 

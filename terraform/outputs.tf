@@ -28,6 +28,26 @@ output "dlq_arn" {
   value       = aws_sqs_queue.events_dlq.arn
 }
 
+output "log_topic_name" {
+  description = "Event log SNS topic name (DAYBOOK_SNS_LOG_TOPIC)."
+  value       = aws_sns_topic.log.name
+}
+
+output "log_topic_arn" {
+  description = "Event log SNS topic ARN (DAYBOOK_SNS_LOG_TOPIC_ARN)."
+  value       = aws_sns_topic.log.arn
+}
+
+output "log_queue_urls" {
+  description = "Event log queue URL of each consumer group."
+  value       = { for g, q in aws_sqs_queue.log : g => q.url }
+}
+
+output "log_dlq_urls" {
+  description = "Event log dead-letter queue URL of each consumer group."
+  value       = { for g, q in aws_sqs_queue.log_dlq : g => q.url }
+}
+
 output "archive_bucket" {
   description = "Archive bucket name."
   value       = aws_s3_bucket.archive.bucket
@@ -64,11 +84,13 @@ output "region" {
 }
 
 output "service_env" {
-  description = "Environment for the service (the queue names are fixed in the service; DAYBOOK_QUEUE selects SQS)."
+  description = "Environment for the service (the queue names are fixed in the service; DAYBOOK_QUEUE selects SQS). With the topic ARN set the service need not list the account's topics."
   value = {
-    DAYBOOK_QUEUE       = "sqs"
-    AWS_REGION          = var.region
-    DAYBOOK_ARCHIVE_URL = "s3://${aws_s3_bucket.archive.bucket}/${var.archive_prefix}"
+    DAYBOOK_QUEUE             = "sqs"
+    AWS_REGION                = var.region
+    DAYBOOK_ARCHIVE_URL       = "s3://${aws_s3_bucket.archive.bucket}/${var.archive_prefix}"
+    DAYBOOK_SNS_LOG_TOPIC     = aws_sns_topic.log.name
+    DAYBOOK_SNS_LOG_TOPIC_ARN = aws_sns_topic.log.arn
   }
 }
 

@@ -82,6 +82,30 @@ variable "max_receive_count" {
   }
 }
 
+variable "log_topic_name" {
+  description = "Name of the event log's SNS topic (the service's DAYBOOK_SNS_LOG_TOPIC). Null (default) names it <name_prefix>-log, i.e. daybook-log, the service's default."
+  type        = string
+  default     = null
+  nullable    = true
+
+  validation {
+    # SNS allows up to 256; the group queues' names (<topic>-<group>-dlq) must also fit SQS's 80.
+    condition     = var.log_topic_name == null || can(regex("^[A-Za-z0-9_-]{1,60}$", var.log_topic_name))
+    error_message = "log_topic_name must be null or 1-60 letters, digits, hyphens and underscores."
+  }
+}
+
+variable "log_consumer_groups" {
+  description = "Consumer groups of the event log. Each gets an SQS queue <log topic>-<group> subscribed to the topic (raw delivery) and its DLQ <log topic>-<group>-dlq; the service reads daybook-projections."
+  type        = list(string)
+  default     = ["daybook-projections"]
+
+  validation {
+    condition     = length(var.log_consumer_groups) > 0 && alltrue([for g in var.log_consumer_groups : can(regex("^[A-Za-z0-9_-]{1,60}$", g))]) && length(distinct(var.log_consumer_groups)) == length(var.log_consumer_groups)
+    error_message = "log_consumer_groups must be at least one, distinct names of 1-60 letters, digits, hyphens and underscores."
+  }
+}
+
 variable "archive_prefix" {
   description = "Key prefix under which the service archives payloads (the path part of DAYBOOK_ARCHIVE_URL). The IAM policy grants access to this prefix only."
   type        = string

@@ -11,10 +11,8 @@ import (
 	"net/http/pprof"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
@@ -22,18 +20,16 @@ import (
 	"github.com/daybook/daybook/api"
 	"github.com/daybook/daybook/apikey"
 	"github.com/daybook/daybook/archive"
-	"github.com/daybook/daybook/breaker"
 	"github.com/daybook/daybook/config"
 	"github.com/daybook/daybook/deadletter"
-	"github.com/daybook/daybook/gate"
 	"github.com/daybook/daybook/handlers"
 	"github.com/daybook/daybook/ingest"
-	"github.com/daybook/daybook/intake"
 	"github.com/daybook/daybook/ledger"
 	"github.com/daybook/daybook/migrations"
 	"github.com/daybook/daybook/observability"
-	"github.com/daybook/daybook/queue"
 	"github.com/daybook/daybook/replay"
+	"github.com/daybook/daybook/transport"
+	"github.com/daybook/daybook/transport/redisstream"
 	"github.com/daybook/daybook/webhook"
 )
 
@@ -52,8 +48,8 @@ type app struct {
 	redisOpts *redis.Options
 	redis     *redis.Client
 	metrics   *observability.Metrics
-	// sqs is the work queue's transport when DAYBOOK_QUEUE=sqs, else nil.
-	sqs *queue.SQS
+	// wire is the transport DAYBOOK_QUEUE chose.
+	wire wire
 	// closers are closed with the app (the S3 archive's idle connections).
 	closers []io.Closer
 }
@@ -66,6 +62,9 @@ func open(ctx context.Context) (*app, error) {
 		return nil, err
 	}
 	log := observability.NewLogger(os.Stderr, cfg.LogLevel)
+	// go-redis prints every failed dial to stderr; the breakers and the
+	// fail-open warnings already report an outage, once per interval.
+	redis.SetLogger(redisLogger{log})
 	if err := migrations.EnsureDatabase(ctx, cfg.DatabaseURL); err != nil {
 		return nil, fmt.Errorf("%w\n(is Postgres running? `make run` starts a local one; or: docker compose up -d postgres redis)", err)
 	}
@@ -95,30 +94,25 @@ func open(ctx context.Context) (*app, error) {
 	// RESP2: Daybook uses no push notifications, and RESP3 makes go-redis look
 	// for them around every command (7% of the worker's CPU under load).
 	opts.Protocol = 2
-	if cfg.Queue == config.QueueSQS {
+	w, err := openWire(ctx, cfg)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if !w.redisRequired() {
 		// Redis is the fast path that ingestion fails open around: a failed
 		// call must fail at once, not after go-redis's retries and re-dials.
 		opts.MaxRetries, opts.DialerRetries, opts.DialTimeout = -1, 1, time.Second
 	}
 	rdb := redis.NewClient(opts)
-	a := &app{cfg: cfg, log: log, pool: pool, redisOpts: opts, redis: rdb, metrics: observability.NewMetrics()}
+	a := &app{cfg: cfg, log: log, pool: pool, redisOpts: opts, redis: rdb, metrics: observability.NewMetrics(), wire: w}
 	if err := rdb.Ping(ctx).Err(); err != nil {
-		if cfg.Queue != config.QueueSQS {
+		if w.redisRequired() {
 			a.close()
 			return nil, fmt.Errorf("redis at %s: %w\n(is Redis running? `make run` starts a local one; or: docker compose up -d postgres redis)", opts.Addr, err)
 		}
-		// With SQS as the queue Redis is only the fast path: start without it.
+		// Redis is only the fast path: start without it.
 		log.Warn("redis unreachable: ingestion fails open (no rate limit, duplicates caught by Postgres) until it is back", "addr", opts.Addr, "error", err)
-	}
-	if cfg.Queue == config.QueueSQS {
-		a.sqs, err = queue.OpenSQS(ctx, queue.SQSConfig{
-			Queue: cfg.SQS.Queue, DeadQueue: cfg.SQS.DeadQueue,
-			VisibilityTimeout: cfg.SQS.VisibilityTimeout, Create: cfg.SQS.CreateQueues,
-		})
-		if err != nil {
-			a.close()
-			return nil, err
-		}
 	}
 	return a, nil
 }
@@ -155,14 +149,12 @@ func (a *app) close() {
 	for _, c := range a.closers {
 		c.Close()
 	}
-	if a.sqs != nil {
-		a.sqs.Close()
-	}
+	a.wire.close()
 	a.pool.Close()
 	a.redis.Close()
 }
 
-func (a *app) topics() queue.Topics { return queue.Topics{Prefix: a.cfg.KeyPrefix} }
+func (a *app) topics() transport.Topics { return transport.Topics{Prefix: a.cfg.KeyPrefix} }
 
 // serve runs the API and/or the worker until ctx ends, then shuts both down
 // within ShutdownTimeout: the HTTP server stops taking requests and finishes
@@ -200,7 +192,7 @@ func serve(ctx context.Context, roles role) error {
 	defer cancel()
 
 	if roles&roleWorker != 0 {
-		w, err := a.newWorker()
+		w, err := a.newWorker(ctx)
 		if err != nil {
 			return err
 		}
@@ -323,66 +315,13 @@ func loopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// replayer puts events back on the work topic: the Redis stream, or SQS,
-// whose messages keep the logical topic name in dead letters.
-func (a *app) replayer() (*replay.Replayer, error) {
-	var pub message.Publisher
-	pub, err := queue.NewRedisPublisher(a.redis, nil, nil)
+// replayer puts events back on the work topic (and log events on the log topic).
+func (a *app) replayer(ctx context.Context) (*replay.Replayer, error) {
+	pub, err := a.wire.publisher(ctx, a)
 	if err != nil {
 		return nil, err
 	}
-	if a.sqs != nil {
-		if pub, err = a.sqs.WorkPublisher(a.topics().Events(), pub, nil); err != nil {
-			return nil, err
-		}
-	}
-	return replay.New(ingest.NewStore(a.pool), deadletter.NewStore(a.pool), queue.Sender{Pub: pub}, a.topics().Events()), nil
-}
-
-// admitter is the API's admission: the Redis gate onto the stream, or the
-// intake onto SQS with the gate as its fast path.
-func (a *app) admitter(g *gate.Gate) (api.Admitter, error) {
-	if a.sqs == nil {
-		return g, nil
-	}
-	pub, err := a.sqs.NewPublisher(nil)
-	if err != nil {
-		return nil, err
-	}
-	var lastWarn atomic.Int64
-	redisDown, err := breaker.New(breaker.Config{
-		Probe:         func(ctx context.Context) error { return a.redis.Ping(ctx).Err() },
-		ProbeInterval: time.Second,
-		ProbeTimeout:  time.Second,
-		OnChange: func(s breaker.State, cause error) {
-			a.metrics.CircuitBreakerState.WithLabelValues("redis").Set(float64(s))
-			if s == breaker.Open {
-				a.log.Warn("circuit breaker open: Redis unreachable, ingestion skips it until it answers", "error", cause)
-			} else {
-				a.log.Info("circuit breaker closed: Redis is back, rate limit and fast duplicate check resume")
-			}
-		},
-	})
-	if err != nil {
-		return nil, err
-	}
-	a.metrics.CircuitBreakerState.WithLabelValues("redis").Set(0)
-	a.closers = append(a.closers, closerFunc(redisDown.Close))
-	return intake.New(g, pub, ingest.NewStore(a.pool), intake.Config{
-		Topic:        a.sqs.Queue(),
-		RedisBreaker: redisDown,
-		OnFailOpen: func(n int, cause error) {
-			a.metrics.RedisFailOpen.WithLabelValues("ingest").Add(float64(n))
-			// One line per interval, not per request: an outage would flood the log.
-			if now := time.Now().Unix(); lastWarn.Load() < now-failOpenLogEverySeconds {
-				lastWarn.Store(now)
-				a.log.Warn("redis unreachable: admitting events without rate limit or fast duplicate check", "error", cause)
-			}
-		},
-		OnReleaseError: func(err error) {
-			a.log.Error("could not free idempotency keys of events SQS refused: their retries are answered as duplicates until the keys expire", "error", err)
-		},
-	})
+	return replay.New(ingest.NewStore(a.pool), deadletter.NewStore(a.pool), transport.Sender{Pub: pub}, a.topics().Events()), nil
 }
 
 // failOpenLogEverySeconds spaces the fail-open warnings.
@@ -398,14 +337,14 @@ func (a *app) newHTTPServer(ctx context.Context) (*http.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	g, err := gate.New(a.redis, gate.Config{
+	g, err := redisstream.NewGate(a.redis, redisstream.GateConfig{
 		KeyPrefix: a.cfg.KeyPrefix, Stream: a.topics().Events(),
 		RatePerSecond: a.cfg.RateLimit, IdempotencyTTL: a.cfg.IdempotencyTTL,
 	})
 	if err != nil {
 		return nil, err
 	}
-	replayer, err := a.replayer()
+	replayer, err := a.replayer(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -416,16 +355,12 @@ func (a *app) newHTTPServer(ctx context.Context) (*http.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	admitter, err := a.admitter(g)
+	admitter, err := a.wire.admitter(a, g)
 	if err != nil {
 		return nil, err
 	}
-	var queueReady func(context.Context) error
-	if a.sqs != nil {
-		queueReady = a.sqs.Ready
-	}
 	srv := api.New(api.Deps{
-		Pool: a.pool, Redis: a.redis, RedisOptional: a.sqs != nil, QueueReady: queueReady, Gate: admitter, Events: ingest.NewStore(a.pool), Dead: deadletter.NewStore(a.pool),
+		Pool: a.pool, Redis: a.redis, RedisOptional: !a.wire.redisRequired(), QueueReady: a.wire.ready(), Gate: admitter, Events: ingest.NewStore(a.pool), Dead: deadletter.NewStore(a.pool),
 		Replayer: replayer, Ledger: book, Metrics: a.metrics, Logger: a.log,
 	}, security)
 	return &http.Server{
@@ -449,7 +384,7 @@ func (a *app) opsServer(addr string) *http.Server {
 	return &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 }
 
-func (a *app) newWorker() (*handlers.Worker, error) {
+func (a *app) newWorker(ctx context.Context) (*handlers.Worker, error) {
 	store, err := archive.Open(a.cfg.ArchiveURL)
 	if err != nil {
 		return nil, err
@@ -457,22 +392,25 @@ func (a *app) newWorker() (*handlers.Worker, error) {
 	if c, ok := store.(io.Closer); ok {
 		a.closers = append(a.closers, c)
 	}
-	host, err := os.Hostname()
-	if err != nil || host == "" {
-		host = "daybook"
+	work, log, err := a.wire.worker(ctx, a, hostName())
+	if err != nil {
+		return nil, err
 	}
 	w := a.cfg.Worker
-	consumers := w.Consumers
-	if a.sqs != nil {
-		consumers = a.cfg.SQS.Consumers
-	}
 	return handlers.NewWorker(handlers.Deps{
-		Pool: a.pool, RedisOptions: a.redisOpts, Redis: a.redis, Archive: store, Metrics: a.metrics, Logger: a.log,
+		Pool: a.pool, Work: work, Log: log, Redis: a.redis, Archive: store, Metrics: a.metrics, Logger: a.log,
 	}, handlers.Config{
-		Topics: a.topics(), SQS: a.sqs, Consumers: consumers, ConsumerName: host,
+		Topics:      a.topics(),
 		MaxAttempts: w.MaxAttempts, RetryBackoff: w.RetryBackoff, RetryBackoffMax: w.RetryBackoffMax,
-		StuckAfter: w.StuckAfter, RescueInterval: w.RescueInterval, ClaimIdle: w.ClaimIdle,
+		StuckAfter: w.StuckAfter, RescueInterval: w.RescueInterval,
 		BreakerProbeInterval: w.BreakerProbeInterval, AttemptTimeout: w.AttemptTimeout,
 		ShutdownTimeout: a.cfg.ShutdownTimeout, ReconcileInterval: w.ReconcileInterval,
 	})
+}
+
+// redisLogger sends go-redis's own messages to the log at debug level.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
 }

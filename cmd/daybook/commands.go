@@ -101,20 +101,18 @@ func dlq(ctx context.Context, args []string, out io.Writer) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", l.ID, event, l.CreatedAt.UTC().Format(time.RFC3339), replayed, oneLine(l.Reason, 100))
 		}
 		fmt.Fprintf(tw, "%d dead letter(s)\n", len(letters))
-		if a.sqs != nil {
-			// Redriven messages wait in SQS's DLQ until a worker moves them here.
-			n, err := a.sqs.DeadDepth(ctx)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(tw, "%d message(s) in SQS queue %s, moved here by the worker\n", n, a.sqs.DeadQueue())
+		// Redriven messages wait in the wire's DLQ until a worker moves them here.
+		if n, where, err := a.wire.redrivable(ctx); err != nil {
+			return err
+		} else if where != "" {
+			fmt.Fprintf(tw, "%d message(s) in %s, moved here by the worker\n", n, where)
 		}
 		return tw.Flush()
 	case "replay":
 		if len(args) != 2 {
 			return usageError{"dlq replay takes one ID or --all"}
 		}
-		r, err := a.replayer()
+		r, err := a.replayer(ctx)
 		if err != nil {
 			return err
 		}

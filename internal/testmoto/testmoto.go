@@ -15,11 +15,12 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sns"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/stretchr/testify/require"
 
 	"github.com/daybook/daybook/internal/awstransport"
-	"github.com/daybook/daybook/queue"
+	sqsq "github.com/daybook/daybook/transport/sqs"
 )
 
 // Endpoint is where moto_server listens: AWS_ENDPOINT_URL, else 127.0.0.1:4566.
@@ -51,30 +52,35 @@ func AWSConfig(tb testing.TB) aws.Config {
 
 // Config is an SQSConfig with queue names of the test's own (created on
 // open, deleted when the test ends) and the given visibility timeout (0 = default).
-func Config(tb testing.TB, visibility time.Duration) queue.SQSConfig {
+func Config(tb testing.TB, visibility time.Duration) sqsq.Config {
 	tb.Helper()
 	cfg := AWSConfig(tb)
 	name := "daybook-test-" + strings.ToLower(rand.Text()[:12])
-	c := queue.SQSConfig{
-		Queue: name, DeadQueue: name + "-dlq", VisibilityTimeout: visibility, Create: true, AWS: &cfg,
+	c := sqsq.Config{
+		Queue: name, DeadQueue: name + "-dlq", LogTopic: name + "-log", VisibilityTimeout: visibility, Create: true, AWS: &cfg,
 	}
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		client := sqs.NewFromConfig(cfg)
-		for _, q := range []string{c.Queue, c.DeadQueue} {
-			if out, err := client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(q)}); err == nil {
-				_, _ = client.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: out.QueueUrl})
+		// The work queue, its DLQ, and the log groups' queues and DLQs.
+		if out, err := client.ListQueues(ctx, &sqs.ListQueuesInput{QueueNamePrefix: aws.String(name)}); err == nil {
+			for _, url := range out.QueueUrls {
+				_, _ = client.DeleteQueue(ctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(url)})
 			}
+		}
+		topics := sns.NewFromConfig(cfg)
+		if out, err := topics.CreateTopic(ctx, &sns.CreateTopicInput{Name: aws.String(c.LogTopic)}); err == nil {
+			_, _ = topics.DeleteTopic(ctx, &sns.DeleteTopicInput{TopicArn: out.TopicArn})
 		}
 	})
 	return c
 }
 
 // Open opens the transport on fresh queues of the test's own.
-func Open(tb testing.TB, visibility time.Duration) *queue.SQS {
+func Open(tb testing.TB, visibility time.Duration) *sqsq.Queues {
 	tb.Helper()
-	s, err := queue.OpenSQS(context.Background(), Config(tb, visibility))
+	s, err := sqsq.Open(context.Background(), Config(tb, visibility))
 	require.NoError(tb, err)
 	tb.Cleanup(s.Close)
 	return s

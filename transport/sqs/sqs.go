@@ -1,4 +1,9 @@
-package queue
+// Package sqs is the SQS transport, the production one. It owns everything
+// about that wire: admission onto the work queue (the Redis gate as a fast
+// path it fails open around), the message layout, visibility, the work
+// queue's redrive to its DLQ, and the event log on an SNS topic with one SQS
+// queue per consumer group.
+package sqs
 
 import (
 	"context"
@@ -15,20 +20,24 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	awssns "github.com/aws/aws-sdk-go-v2/service/sns"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/daybook/daybook/internal/awstransport"
+	"github.com/daybook/daybook/transport"
 )
 
 // Names of the SQS queues on the outside contract (DESIGN.md); dots are not
 // allowed in SQS queue names.
 const (
-	SQSQueueDefault     = "daybook-events"
-	SQSDeadQueueDefault = "daybook-events-dlq"
-	// SQSMaxReceiveCount is the redrive policy's maxReceiveCount: after this
+	QueueDefault     = "daybook-events"
+	DeadQueueDefault = "daybook-events-dlq"
+	// LogTopicDefault is the SNS topic of the event log.
+	LogTopicDefault = "daybook-log"
+	// MaxReceiveCount is the redrive policy's maxReceiveCount: after this
 	// many receives without a delete, SQS moves a message to the DLQ.
-	SQSMaxReceiveCount = 5
+	MaxReceiveCount = 5
 )
 
 // Message attributes of the SQS layout: the body is the payload, and the
@@ -40,13 +49,13 @@ const (
 )
 
 // Metadata the SQS subscriber sets on each received message. Keys with the
-// prefix MetaSQSPrefix describe one delivery and are never sent again.
+// prefix MetaPrefix describe one delivery and are never sent again.
 const (
-	MetaSQSPrefix        = "sqs."
-	MetaSQSReceiptHandle = "sqs.receipt_handle"
-	MetaSQSQueueURL      = "sqs.queue_url"
-	// MetaSQSReceiveCount is SQS's ApproximateReceiveCount of this delivery.
-	MetaSQSReceiveCount = "sqs.receive_count"
+	MetaPrefix        = "awssqs."
+	MetaReceiptHandle = "awssqs.receipt_handle"
+	MetaQueueURL      = "awssqs.queue_url"
+	// MetaReceiveCount is SQS's ApproximateReceiveCount of this delivery.
+	MetaReceiveCount = "awssqs.receive_count"
 )
 
 // Timeouts of SQS calls. A receive long-polls for sqsWaitTime, so its HTTP
@@ -60,8 +69,8 @@ const (
 	sqsVisibilityDefault = 30 * time.Second
 )
 
-// SQSConfig configures the SQS transport.
-type SQSConfig struct {
+// Config configures the SQS transport.
+type Config struct {
 	// Queue and DeadQueue are the names of the work queue and its DLQ.
 	Queue     string
 	DeadQueue string
@@ -72,25 +81,35 @@ type SQSConfig struct {
 	// Create creates both queues (with the redrive policy) when missing; for
 	// emulators and tests. In production Terraform owns them.
 	Create bool
+	// LogTopic is the SNS topic of the event log (default daybook-log); each
+	// consumer group reads an SQS queue <LogTopic>-<group> subscribed to it
+	// with raw delivery, redriving to <LogTopic>-<group>-dlq.
+	LogTopic string
+	// LogTopicARN is the topic's ARN (Terraform's output). Unset, the topic
+	// is created (Create) or looked up by name among the account's topics.
+	LogTopicARN string
 	// AWS is the SDK configuration; zero means the default chain (AWS_REGION,
 	// credentials, AWS_ENDPOINT_URL).
 	AWS *aws.Config
 }
 
-func (c *SQSConfig) setDefaults() {
+func (c *Config) setDefaults() {
 	if c.Queue == "" {
-		c.Queue = SQSQueueDefault
+		c.Queue = QueueDefault
 	}
 	if c.DeadQueue == "" {
-		c.DeadQueue = SQSDeadQueueDefault
+		c.DeadQueue = DeadQueueDefault
 	}
 	if c.VisibilityTimeout == 0 {
 		c.VisibilityTimeout = sqsVisibilityDefault
 	}
+	if c.LogTopic == "" {
+		c.LogTopic = LogTopicDefault
+	}
 }
 
 // Validate reports whether c, with defaults applied, can be used.
-func (c SQSConfig) Validate() error {
+func (c Config) Validate() error {
 	switch {
 	case c.Queue == c.DeadQueue:
 		return fmt.Errorf("sqs: queue and dead-letter queue are both %q", c.Queue)
@@ -100,13 +119,14 @@ func (c SQSConfig) Validate() error {
 	return nil
 }
 
-// SQS is the production transport of ingested events: the work queue, its
+// Queues are the SQS work queue, its
 // dead-letter queue, and the clients to reach them.
-type SQS struct {
-	cfg     SQSConfig
+type Queues struct {
+	cfg     Config
 	send    aws.Config // short HTTP timeout: publishes, attributes, visibility
 	receive aws.Config // long-poll receives
-	client  *sqs.Client
+	client  *awssqs.Client
+	sns     *awssns.Client
 	// visibility is VisibilityTimeout in the seconds SQS takes.
 	visibility int32
 	queueURL   string
@@ -114,9 +134,9 @@ type SQS struct {
 	closeIdle  []func()
 }
 
-// OpenSQS connects to SQS and resolves both queues (creating them first when
+// Open connects to SQS and resolves both queues (creating them first when
 // cfg.Create is set). It fails when a queue does not exist, naming it.
-func OpenSQS(ctx context.Context, cfg SQSConfig) (*SQS, error) {
+func Open(ctx context.Context, cfg Config) (*Queues, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -129,10 +149,11 @@ func OpenSQS(ctx context.Context, cfg SQSConfig) (*SQS, error) {
 		}
 		base = &loaded
 	}
-	s := &SQS{cfg: cfg, visibility: int32(cfg.VisibilityTimeout / time.Second)} //nolint:gosec // G115: Validate bounds it to 12h
+	s := &Queues{cfg: cfg, visibility: int32(cfg.VisibilityTimeout / time.Second)} //nolint:gosec // G115: Validate bounds it to 12h
 	s.send = s.withTimeout(*base, sqsCallTimeout)
 	s.receive = s.withTimeout(*base, sqsReceiveTimeout)
-	s.client = sqs.NewFromConfig(s.send)
+	s.client = awssqs.NewFromConfig(s.send)
+	s.sns = awssns.NewFromConfig(s.send)
 	if cfg.Create {
 		if err := s.create(ctx); err != nil {
 			s.Close()
@@ -153,26 +174,26 @@ func OpenSQS(ctx context.Context, cfg SQSConfig) (*SQS, error) {
 
 // withTimeout gives cfg an HTTP client of its own with an overall timeout,
 // whose idle connections Close closes.
-func (s *SQS) withTimeout(cfg aws.Config, timeout time.Duration) aws.Config {
+func (s *Queues) withTimeout(cfg aws.Config, timeout time.Duration) aws.Config {
 	s.closeIdle = append(s.closeIdle, awstransport.Own(&cfg, timeout))
 	return cfg
 }
 
 // Close releases idle connections.
-func (s *SQS) Close() {
+func (s *Queues) Close() {
 	for _, f := range s.closeIdle {
 		f()
 	}
 }
 
 // Queue is the work queue's name (the topic publishers and subscribers use).
-func (s *SQS) Queue() string { return s.cfg.Queue }
+func (s *Queues) Queue() string { return s.cfg.Queue }
 
 // DeadQueue is the dead-letter queue's name.
-func (s *SQS) DeadQueue() string { return s.cfg.DeadQueue }
+func (s *Queues) DeadQueue() string { return s.cfg.DeadQueue }
 
-func (s *SQS) url(ctx context.Context, name string) (string, error) {
-	out, err := s.client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(name)})
+func (s *Queues) url(ctx context.Context, name string) (string, error) {
+	out, err := s.client.GetQueueUrl(ctx, &awssqs.GetQueueUrlInput{QueueName: aws.String(name)})
 	var missing *types.QueueDoesNotExist
 	if errors.As(err, &missing) {
 		return "", fmt.Errorf("sqs queue %q does not exist: create it with terraform/ (or set DAYBOOK_SQS_CREATE_QUEUES=true against an emulator)", name)
@@ -183,51 +204,77 @@ func (s *SQS) url(ctx context.Context, name string) (string, error) {
 	return aws.ToString(out.QueueUrl), nil
 }
 
-// create makes the DLQ, then the work queue redriving to it after
-// SQSMaxReceiveCount receives. CreateQueue is idempotent for equal attributes.
-func (s *SQS) create(ctx context.Context) error {
+// create makes the work queue and its DLQ.
+func (s *Queues) create(ctx context.Context) error {
+	_, err := s.createPair(ctx, s.cfg.Queue, s.cfg.DeadQueue, nil)
+	return err
+}
+
+// createPair makes the DLQ dead, then queue redriving to it after
+// MaxReceiveCount receives, with attrs besides (a policy). It returns queue's
+// ARN. CreateQueue is idempotent for equal attributes.
+func (s *Queues) createPair(ctx context.Context, queue, dead string, attrs map[string]string) (string, error) {
 	visibility := strconv.Itoa(int(s.cfg.VisibilityTimeout / time.Second))
-	dead, err := s.client.CreateQueue(ctx, &sqs.CreateQueueInput{
-		QueueName:  aws.String(s.cfg.DeadQueue),
+	deadOut, err := s.client.CreateQueue(ctx, &awssqs.CreateQueueInput{
+		QueueName:  aws.String(dead),
 		Attributes: map[string]string{"MessageRetentionPeriod": "1209600", "VisibilityTimeout": visibility},
 	})
 	if err != nil {
-		return fmt.Errorf("create sqs queue %q: %w", s.cfg.DeadQueue, err)
+		return "", fmt.Errorf("create sqs queue %q: %w", dead, err)
 	}
-	attrs, err := s.client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-		QueueUrl: dead.QueueUrl, AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn},
-	})
+	deadARN, err := s.arn(ctx, aws.ToString(deadOut.QueueUrl))
 	if err != nil {
-		return fmt.Errorf("sqs queue %q arn: %w", s.cfg.DeadQueue, err)
+		return "", err
 	}
 	redrive, _ := json.Marshal(map[string]string{
-		"deadLetterTargetArn": attrs.Attributes[string(types.QueueAttributeNameQueueArn)],
-		"maxReceiveCount":     strconv.Itoa(SQSMaxReceiveCount),
+		"deadLetterTargetArn": deadARN,
+		"maxReceiveCount":     strconv.Itoa(MaxReceiveCount),
 	})
-	if _, err := s.client.CreateQueue(ctx, &sqs.CreateQueueInput{
-		QueueName:  aws.String(s.cfg.Queue),
-		Attributes: map[string]string{"RedrivePolicy": string(redrive), "VisibilityTimeout": visibility},
-	}); err != nil {
-		return fmt.Errorf("create sqs queue %q: %w", s.cfg.Queue, err)
+	all := map[string]string{"RedrivePolicy": string(redrive), "VisibilityTimeout": visibility}
+	for k, v := range attrs {
+		all[k] = v
+	}
+	out, err := s.client.CreateQueue(ctx, &awssqs.CreateQueueInput{QueueName: aws.String(queue), Attributes: all})
+	if err != nil {
+		return "", fmt.Errorf("create sqs queue %q: %w", queue, err)
+	}
+	return s.arn(ctx, aws.ToString(out.QueueUrl))
+}
+
+// setAttributes sets attributes of the queue at url.
+func (s *Queues) setAttributes(ctx context.Context, url string, attrs map[string]string) error {
+	if _, err := s.client.SetQueueAttributes(ctx, &awssqs.SetQueueAttributesInput{QueueUrl: aws.String(url), Attributes: attrs}); err != nil {
+		return fmt.Errorf("set attributes of sqs queue %s: %w", url, err)
 	}
 	return nil
 }
 
+// arn is the ARN of the queue at url.
+func (s *Queues) arn(ctx context.Context, url string) (string, error) {
+	attrs, err := s.client.GetQueueAttributes(ctx, &awssqs.GetQueueAttributesInput{
+		QueueUrl: aws.String(url), AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn},
+	})
+	if err != nil {
+		return "", fmt.Errorf("sqs queue %s arn: %w", url, err)
+	}
+	return attrs.Attributes[string(types.QueueAttributeNameQueueArn)], nil
+}
+
 // Ready checks that the work queue answers.
-func (s *SQS) Ready(ctx context.Context) error {
+func (s *Queues) Ready(ctx context.Context) error {
 	_, err := s.depth(ctx, s.queueURL)
 	return err
 }
 
 // Depth is the work queue's messages waiting plus those in flight
 // (ApproximateNumberOfMessages + ApproximateNumberOfMessagesNotVisible).
-func (s *SQS) Depth(ctx context.Context) (int64, error) { return s.depth(ctx, s.queueURL) }
+func (s *Queues) Depth(ctx context.Context) (int64, error) { return s.depth(ctx, s.queueURL) }
 
 // DeadDepth is the same for the dead-letter queue.
-func (s *SQS) DeadDepth(ctx context.Context) (int64, error) { return s.depth(ctx, s.deadURL) }
+func (s *Queues) DeadDepth(ctx context.Context) (int64, error) { return s.depth(ctx, s.deadURL) }
 
-func (s *SQS) depth(ctx context.Context, url string) (int64, error) {
-	out, err := s.client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+func (s *Queues) depth(ctx context.Context, url string) (int64, error) {
+	out, err := s.client.GetQueueAttributes(ctx, &awssqs.GetQueueAttributesInput{
 		QueueUrl: aws.String(url),
 		AttributeNames: []types.QueueAttributeName{
 			types.QueueAttributeNameApproximateNumberOfMessages,
@@ -253,7 +300,7 @@ func (s *SQS) depth(ctx context.Context, url string) (int64, error) {
 
 // NewPublisher publishes to the queues by name (the topic is the queue name).
 // It never creates queues: a missing queue is an error, not a new empty queue.
-func (s *SQS) NewPublisher(logger watermill.LoggerAdapter) (message.Publisher, error) {
+func (s *Queues) NewPublisher(logger watermill.LoggerAdapter) (message.Publisher, error) {
 	if logger == nil {
 		logger = watermill.NopLogger{} // watermill-aws's publisher does not default it
 	}
@@ -272,12 +319,10 @@ func (s *SQS) NewPublisher(logger watermill.LoggerAdapter) (message.Publisher, e
 // receive loops, each holding one message at a time: watermill-aws stops a
 // received batch at the first nack, leaving the rest invisible until the
 // visibility timeout, so receiving one message per call keeps nacks cheap.
-func (s *SQS) NewSubscriber(queue string, workers int, logger watermill.LoggerAdapter) (message.Subscriber, error) {
-	url := s.queueURL
-	if queue == s.cfg.DeadQueue {
-		url = s.deadURL
-	} else if queue != s.cfg.Queue {
-		return nil, fmt.Errorf("sqs subscriber: unknown queue %q", queue)
+func (s *Queues) NewSubscriber(queue string, workers int, logger watermill.LoggerAdapter) (message.Subscriber, error) {
+	url, err := s.url(context.Background(), queue)
+	if err != nil {
+		return nil, err
 	}
 	sub, err := wmsqs.NewSubscriber(wmsqs.SubscriberConfig{
 		AWSConfig:                   s.receive,
@@ -285,8 +330,8 @@ func (s *SQS) NewSubscriber(queue string, workers int, logger watermill.LoggerAd
 		ReconnectRetrySleep:         sqsReconnectSleep,
 		ConsumeWorkers:              workers,
 		Unmarshaler:                 sqsUnmarshaler{QueueURL: url},
-		GenerateReceiveMessageInput: func(_ context.Context, queueURL wmsqs.QueueURL) (*sqs.ReceiveMessageInput, error) {
-			return &sqs.ReceiveMessageInput{
+		GenerateReceiveMessageInput: func(_ context.Context, queueURL wmsqs.QueueURL) (*awssqs.ReceiveMessageInput, error) {
+			return &awssqs.ReceiveMessageInput{
 				QueueUrl:                    aws.String(string(queueURL)),
 				MessageAttributeNames:       []string{"All"},
 				MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
@@ -307,7 +352,7 @@ func (s *SQS) NewSubscriber(queue string, workers int, logger watermill.LoggerAd
 // the timeout (retries with backoff, a pause while Postgres is down) is not
 // delivered to a second consumer meanwhile, nor counted as a receive towards
 // the redrive. Messages that did not come from SQS are left alone.
-func (s *SQS) KeepInvisible(msg *message.Message, onError func(error)) (stop func()) {
+func (s *Queues) KeepInvisible(msg *message.Message, onError func(error)) (stop func()) {
 	handle, url, ok := delivery(msg)
 	if !ok {
 		return func() {}
@@ -326,7 +371,7 @@ func (s *SQS) KeepInvisible(msg *message.Message, onError func(error)) (stop fun
 			case <-tick.C:
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), sqsCallTimeout)
-			_, err := s.client.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+			_, err := s.client.ChangeMessageVisibility(ctx, &awssqs.ChangeMessageVisibilityInput{
 				QueueUrl: aws.String(url), ReceiptHandle: aws.String(handle),
 				VisibilityTimeout: s.visibility,
 			})
@@ -342,21 +387,21 @@ func (s *SQS) KeepInvisible(msg *message.Message, onError func(error)) (stop fun
 // delivery is the receipt handle and queue URL of a message received from
 // SQS; ok is false for a message from elsewhere.
 func delivery(msg *message.Message) (handle, url string, ok bool) {
-	handle, url = msg.Metadata.Get(MetaSQSReceiptHandle), msg.Metadata.Get(MetaSQSQueueURL)
+	handle, url = msg.Metadata.Get(MetaReceiptHandle), msg.Metadata.Get(MetaQueueURL)
 	return handle, url, handle != "" && url != ""
 }
 
 // MakeVisible ends the invisibility of a received message that the consumer
 // gives back, so that it is delivered again at once rather than after the
 // visibility timeout.
-func (s *SQS) MakeVisible(msg *message.Message) error {
+func (s *Queues) MakeVisible(msg *message.Message) error {
 	handle, url, ok := delivery(msg)
 	if !ok {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), sqsCallTimeout)
 	defer cancel()
-	if _, err := s.client.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{
+	if _, err := s.client.ChangeMessageVisibility(ctx, &awssqs.ChangeMessageVisibilityInput{
 		QueueUrl: aws.String(url), ReceiptHandle: aws.String(handle), VisibilityTimeout: 0,
 	}); err != nil {
 		return fmt.Errorf("make sqs message visible: %w", err)
@@ -371,7 +416,7 @@ type sqsMarshaler struct{}
 func (sqsMarshaler) Marshal(msg *message.Message) (*types.Message, error) {
 	md := make(map[string]string, len(msg.Metadata))
 	for k, v := range msg.Metadata {
-		if !strings.HasPrefix(k, MetaSQSPrefix) {
+		if !strings.HasPrefix(k, MetaPrefix) {
 			md[k] = v
 		}
 	}
@@ -391,7 +436,7 @@ func (sqsMarshaler) Marshal(msg *message.Message) (*types.Message, error) {
 // sqsUnmarshaler reads the SQS layout. Like Marshaller.Unmarshal it never
 // fails: watermill-aws drops the rest of a receive on an unmarshal error and
 // leaves the message to be received again until SQS redrives it, so a
-// malformed message becomes one flagged with MetaDecodeError, which the
+// malformed message becomes one flagged with transport.MetaDecodeError, which the
 // handler dead-letters at once. It records the delivery (receipt handle,
 // queue URL, receive count) in metadata for KeepInvisible and dead letters.
 type sqsUnmarshaler struct {
@@ -425,45 +470,12 @@ func (u sqsUnmarshaler) Unmarshal(m *types.Message) (*message.Message, error) {
 		problem = "sqs message has no body"
 	}
 	if problem != "" {
-		msg.Metadata.Set(MetaDecodeError, problem)
+		msg.Metadata.Set(transport.MetaDecodeError, problem)
 	}
-	msg.Metadata.Set(MetaSQSReceiptHandle, aws.ToString(m.ReceiptHandle))
-	msg.Metadata.Set(MetaSQSQueueURL, u.QueueURL)
+	msg.Metadata.Set(MetaReceiptHandle, aws.ToString(m.ReceiptHandle))
+	msg.Metadata.Set(MetaQueueURL, u.QueueURL)
 	if n := m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)]; n != "" {
-		msg.Metadata.Set(MetaSQSReceiveCount, n)
+		msg.Metadata.Set(MetaReceiveCount, n)
 	}
 	return msg, nil
 }
-
-// WorkPublisher publishes workTopic, the logical work topic as dead letters
-// and replays name it, to the SQS work queue, and any other topic through
-// other (nil: none). In SQS mode the work topic goes to SQS while the event
-// log stays on Redis Streams.
-func (s *SQS) WorkPublisher(workTopic string, other message.Publisher, logger watermill.LoggerAdapter) (message.Publisher, error) {
-	pub, err := s.NewPublisher(logger)
-	if err != nil {
-		return nil, err
-	}
-	return workRoute{workTopic: workTopic, sqs: pub, queue: s.cfg.Queue, other: other}, nil
-}
-
-type workRoute struct {
-	workTopic string
-	sqs       message.Publisher
-	queue     string
-	other     message.Publisher
-}
-
-// Publish implements message.Publisher.
-func (r workRoute) Publish(topic string, msgs ...*message.Message) error {
-	if topic == r.workTopic {
-		return r.sqs.Publish(r.queue, msgs...)
-	}
-	if r.other == nil {
-		return fmt.Errorf("no publisher for topic %q", topic)
-	}
-	return r.other.Publish(topic, msgs...)
-}
-
-// Close implements message.Publisher; other belongs to the caller.
-func (r workRoute) Close() error { return r.sqs.Close() }

@@ -1,31 +1,33 @@
-package gate
+package redisstream
 
 import (
 	"context"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/daybook/daybook/transport"
 )
 
 func TestReserveBatch_TakesKeysAndMarkersButEnqueuesNothing(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	g, client, cfg := newTestGate(t, Config{RatePerSecond: rateNoRefill, Burst: 3})
+	g, client, cfg := newTestGate(t, GateConfig{RatePerSecond: rateNoRefill, Burst: 3})
 
 	first, again := testAdmission("client-1", "key-1"), testAdmission("client-1", "key-1")
 	other := testAdmission("client-1", "key-2")
-	results, err := g.ReserveBatch(ctx, []Admission{first, again, other})
+	results, err := g.ReserveBatch(ctx, []transport.Admission{first, again, other})
 	require.NoError(t, err)
-	require.Equal(t, []Result{
-		{Outcome: Accepted, EventID: first.EventID, StreamID: first.EventID},
-		{Outcome: Duplicate, EventID: first.EventID},
-		{Outcome: Accepted, EventID: other.EventID, StreamID: other.EventID},
+	require.Equal(t, []transport.Result{
+		{Outcome: transport.Accepted, EventID: first.EventID, MessageID: first.EventID},
+		{Outcome: transport.Duplicate, EventID: first.EventID},
+		{Outcome: transport.Accepted, EventID: other.EventID, MessageID: other.EventID},
 	}, results)
 
 	exists, err := client.Exists(ctx, cfg.Stream).Result()
 	require.NoError(t, err)
 	require.Zero(t, exists, "reserving never touches the work stream")
-	for _, a := range []Admission{first, other} {
+	for _, a := range []transport.Admission{first, other} {
 		pending, ok, err := g.Pending(ctx, a.EventID)
 		require.NoError(t, err)
 		require.True(t, ok)
@@ -33,24 +35,24 @@ func TestReserveBatch_TakesKeysAndMarkersButEnqueuesNothing(t *testing.T) {
 	}
 
 	// The bucket is shared with Admit: three tokens are gone.
-	results, err = g.ReserveBatch(ctx, []Admission{testAdmission("client-1", "key-3")})
+	results, err = g.ReserveBatch(ctx, []transport.Admission{testAdmission("client-1", "key-3")})
 	require.NoError(t, err)
-	require.Equal(t, RateLimited, results[0].Outcome)
+	require.Equal(t, transport.RateLimited, results[0].Outcome)
 }
 
 func TestRelease_FreesOnlyKeysStillMappedToTheEvent(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	g, client, cfg := newTestGate(t, Config{})
+	g, client, cfg := newTestGate(t, GateConfig{})
 
 	lost := testAdmission("client-1", "key-1")
 	kept := testAdmission("client-1", "key-2")
-	_, err := g.ReserveBatch(ctx, []Admission{lost, kept})
+	_, err := g.ReserveBatch(ctx, []transport.Admission{lost, kept})
 	require.NoError(t, err)
 
 	// key-2 expired and was taken by another event meanwhile: releasing kept must not free it.
 	require.NoError(t, client.Set(ctx, cfg.KeyPrefix+"idem:key-2", "someone-else", 0).Err())
-	require.NoError(t, g.Release(ctx, []Admission{lost, kept}))
+	require.NoError(t, g.Release(ctx, []transport.Admission{lost, kept}))
 
 	_, ok, err := g.Lookup(ctx, "key-1")
 	require.NoError(t, err)
@@ -59,7 +61,7 @@ func TestRelease_FreesOnlyKeysStillMappedToTheEvent(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, "someone-else", owner)
-	for _, a := range []Admission{lost, kept} {
+	for _, a := range []transport.Admission{lost, kept} {
 		_, ok, err := g.Pending(ctx, a.EventID)
 		require.NoError(t, err)
 		require.False(t, ok, "no pending marker for an event that was never queued")
@@ -68,6 +70,6 @@ func TestRelease_FreesOnlyKeysStillMappedToTheEvent(t *testing.T) {
 	// The freed key is accepted again.
 	res, err := g.Admit(ctx, testAdmission("client-1", "key-1"))
 	require.NoError(t, err)
-	require.Equal(t, Accepted, res.Outcome)
+	require.Equal(t, transport.Accepted, res.Outcome)
 	require.NoError(t, g.Release(ctx, nil))
 }

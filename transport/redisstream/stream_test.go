@@ -1,4 +1,4 @@
-package queue
+package redisstream
 
 import (
 	"context"
@@ -9,17 +9,11 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/daybook/daybook/internal/testproxy"
 	"github.com/daybook/daybook/internal/testredis"
+	"github.com/daybook/daybook/transport"
 )
-
-func TestMain(m *testing.M) {
-	// redisstream's reader sleeps 500 ms after a read error, and Close does not
-	// wait for it: a subscriber closed mid-read leaves it behind for that long.
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream.(*Subscriber).read"))
-}
 
 func TestMarshaller_RoundTripsUUIDPayloadAndMetadata(t *testing.T) {
 	t.Parallel()
@@ -42,7 +36,7 @@ func TestMarshaller_RoundTripsUUIDPayloadAndMetadata(t *testing.T) {
 	require.Equal(t, "u-1", got.UUID)
 	require.Equal(t, `{"a":1}`, string(got.Payload))
 	require.Equal(t, "c-1", got.Metadata.Get("correlation_id"))
-	require.Empty(t, got.Metadata.Get(MetaDecodeError))
+	require.Empty(t, got.Metadata.Get(transport.MetaDecodeError))
 }
 
 // A malformed stream entry must not stop the subscriber (redisstream closes
@@ -59,7 +53,7 @@ func TestMarshaller_UnmarshalNeverFailsAndFlagsMalformedEntries(t *testing.T) {
 		msg, err := Marshaller{}.Unmarshal(values)
 		require.NoError(t, err, name)
 		require.NotEmpty(t, msg.UUID, name)
-		require.NotEmpty(t, msg.Metadata.Get(MetaDecodeError), name)
+		require.NotEmpty(t, msg.Metadata.Get(transport.MetaDecodeError), name)
 	}
 }
 
@@ -67,21 +61,21 @@ func TestHandBackPending_MakesAPreviousRunsMessagesClaimableAtOnce(t *testing.T)
 	t.Parallel()
 	client, prefix := testredis.New(t)
 	ctx := context.Background()
-	stream := prefix + EventsTopic
-	require.NoError(t, client.XGroupCreateMkStream(ctx, stream, ConsumerGroup, "0").Err())
+	stream := prefix + transport.EventsTopic
+	require.NoError(t, client.XGroupCreateMkStream(ctx, stream, transport.WorkGroup, "0").Err())
 	for range 3 {
 		require.NoError(t, client.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: map[string]any{FieldUUID: "u", FieldPayload: "{}"}}).Err())
 	}
-	_, err := client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: ConsumerGroup, Consumer: "host-0", Streams: []string{stream, ">"}, Count: 2}).Result()
+	_, err := client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: transport.WorkGroup, Consumer: "host-0", Streams: []string{stream, ">"}, Count: 2}).Result()
 	require.NoError(t, err)
-	_, err = client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: ConsumerGroup, Consumer: "other-0", Streams: []string{stream, ">"}, Count: 1}).Result()
+	_, err = client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: transport.WorkGroup, Consumer: "other-0", Streams: []string{stream, ">"}, Count: 1}).Result()
 	require.NoError(t, err)
 
 	n, err := HandBackPending(ctx, client, stream, []string{"host-0", "host-1"}, time.Hour)
 	require.NoError(t, err)
 	require.Equal(t, 2, n)
 
-	pending, err := client.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: ConsumerGroup, Start: "-", End: "+", Count: 10}).Result()
+	pending, err := client.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: transport.WorkGroup, Start: "-", End: "+", Count: 10}).Result()
 	require.NoError(t, err)
 	require.Len(t, pending, 3)
 	for _, p := range pending {
@@ -96,7 +90,7 @@ func TestHandBackPending_MakesAPreviousRunsMessagesClaimableAtOnce(t *testing.T)
 func TestHandBackPending_NoGroupYetIsNothingToDo(t *testing.T) {
 	t.Parallel()
 	client, prefix := testredis.New(t)
-	n, err := HandBackPending(context.Background(), client, prefix+EventsTopic, []string{"host-0"}, time.Hour)
+	n, err := HandBackPending(context.Background(), client, prefix+transport.EventsTopic, []string{"host-0"}, time.Hour)
 	require.NoError(t, err)
 	require.Zero(t, n)
 }
@@ -109,7 +103,7 @@ func TestEventually_SubscribesOnceTheBrokerIsBackAndDeliversMessages(t *testing.
 	proxy.Cut()
 	opts := testredis.Options(t)
 	opts.Addr = proxy.Addr()
-	sub, err := NewRedisSubscriber(opts, SubscriberConfig{Consumer: "c", Group: ProjectionsGroup, ClaimIdle: time.Minute}, nil)
+	sub, err := NewRedisSubscriber(opts, SubscriberConfig{Consumer: "c", Group: transport.ProjectionsGroup, ClaimIdle: time.Minute}, nil)
 	require.NoError(t, err)
 	var mu sync.Mutex
 	failures := 0
@@ -144,12 +138,12 @@ func TestEnsureGroup_RecreatesALostGroupOnly(t *testing.T) {
 	t.Parallel()
 	client, prefix := testredis.New(t)
 	ctx := t.Context()
-	stream := prefix + EventsTopic
+	stream := prefix + transport.EventsTopic
 
-	created, err := EnsureGroup(ctx, client, stream, ConsumerGroup)
+	created, err := EnsureGroup(ctx, client, stream, transport.WorkGroup)
 	require.NoError(t, err)
 	require.True(t, created, "no stream, no group: both made")
-	created, err = EnsureGroup(ctx, client, stream, ConsumerGroup)
+	created, err = EnsureGroup(ctx, client, stream, transport.WorkGroup)
 	require.NoError(t, err)
 	require.False(t, created, "an existing group is left alone")
 
@@ -157,10 +151,10 @@ func TestEnsureGroup_RecreatesALostGroupOnly(t *testing.T) {
 	// event arrives afterwards and must be readable by the group again.
 	require.NoError(t, client.Del(ctx, stream).Err())
 	require.NoError(t, client.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: map[string]any{FieldUUID: "after", FieldPayload: "{}"}}).Err())
-	created, err = EnsureGroup(ctx, client, stream, ConsumerGroup)
+	created, err = EnsureGroup(ctx, client, stream, transport.WorkGroup)
 	require.NoError(t, err)
 	require.True(t, created)
-	got, err := client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: ConsumerGroup, Consumer: "c", Streams: []string{stream, ">"}, Count: 10}).Result()
+	got, err := client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: transport.WorkGroup, Consumer: "c", Streams: []string{stream, ">"}, Count: 10}).Result()
 	require.NoError(t, err)
 	require.Len(t, got[0].Messages, 1, "the group reads from the stream's first entry")
 }

@@ -1,15 +1,13 @@
-package handlers
+package redisstream
 
 import (
 	"context"
 	"log/slog"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/daybook/daybook/ingest"
 	"github.com/daybook/daybook/internal/testredis"
 )
 
@@ -71,31 +69,4 @@ func TestSlotLease_LiveProcessesHoldDistinctSlotsAndARestartGetsItsOwnBack(t *te
 	n, err := rdb.Exists(ctx, third.key, again.key, next.key, other.key).Result()
 	require.NoError(t, err)
 	require.Zero(t, n)
-}
-
-func TestWorker_TwoProcessesOfOneNameConsumeUnderTheirOwnNames(t *testing.T) {
-	t.Parallel()
-	h := newHarness(t)
-	a, b := h.newWorker(), h.newWorker()
-	ctx, cancel := context.WithCancel(context.Background())
-	doneA, doneB := make(chan error, 1), make(chan error, 1)
-	go func() { doneA <- a.Run(ctx) }()
-	go func() { doneB <- b.Run(ctx) }()
-	require.Eventually(t, func() bool { return a.subscribed.Load() && b.subscribed.Load() }, 10*time.Second, 20*time.Millisecond)
-	require.ElementsMatch(t, []int{0, 1}, []int{a.slot, b.slot})
-	require.NotEqual(t, a.consumerNames()[0], b.consumerNames()[0])
-
-	var events []ingest.Event
-	for i := range 40 {
-		e := h.newEvent("clicks", `{"i":`+strconv.Itoa(i)+`}`)
-		h.enqueue(e)
-		events = append(events, e)
-	}
-	for _, e := range events {
-		rec := h.waitStatus(e.ID, ingest.StatusCompleted, 10*time.Second)
-		require.Equal(t, 1, rec.Attempts, "each event took one attempt: no process took another's messages")
-	}
-	cancel()
-	require.NoError(t, <-doneA)
-	require.NoError(t, <-doneB)
 }

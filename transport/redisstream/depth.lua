@@ -1,5 +1,6 @@
 -- Depth of one consumer group: KEYS[1] stream, ARGV[1] group, ARGV[2] count cap, ARGV[3] page size.
--- Reply: {lag, pending}; a missing stream or group is {0, 0}.
+-- Reply: {lag, pending}; a missing stream is {0, 0}, a missing group {XLEN, 0}: its consumers,
+-- when they subscribe, create it from the stream's first entry, so every entry waits for it.
 if redis.call('TYPE', KEYS[1])['ok'] == 'none' then
   return {0, 0}
 end
@@ -30,4 +31,4 @@ for _, flat in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
     return {lag, group['pending']}
   end
 end
-return {0, 0}
+return {redis.call('XLEN', KEYS[1]), 0}

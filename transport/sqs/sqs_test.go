@@ -1,4 +1,4 @@
-package queue_test
+package sqs_test
 
 import (
 	"context"
@@ -9,37 +9,38 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	awssqs "github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/stretchr/testify/require"
 
 	"github.com/daybook/daybook/internal/testmoto"
-	"github.com/daybook/daybook/queue"
+	"github.com/daybook/daybook/transport"
+	"github.com/daybook/daybook/transport/sqs"
 )
 
 func TestOpenSQS_MissingQueueIsNamed(t *testing.T) {
 	t.Parallel()
 	cfg := testmoto.Config(t, 0)
 	cfg.Create = false
-	_, err := queue.OpenSQS(t.Context(), cfg)
+	_, err := sqs.Open(t.Context(), cfg)
 	require.ErrorContains(t, err, `sqs queue "`+cfg.Queue+`" does not exist`)
 }
 
 func TestOpenSQS_CreatesQueueRedrivingToDLQAfterFiveReceives(t *testing.T) {
 	t.Parallel()
 	cfg := testmoto.Config(t, 7*time.Second)
-	s, err := queue.OpenSQS(t.Context(), cfg)
+	s, err := sqs.Open(t.Context(), cfg)
 	require.NoError(t, err)
 	t.Cleanup(s.Close)
 	// Opening again over existing queues is fine (CreateQueue is idempotent).
-	again, err := queue.OpenSQS(t.Context(), cfg)
+	again, err := sqs.Open(t.Context(), cfg)
 	require.NoError(t, err)
 	again.Close()
 
-	client := sqs.NewFromConfig(*cfg.AWS)
-	url, err := client.GetQueueUrl(t.Context(), &sqs.GetQueueUrlInput{QueueName: aws.String(cfg.Queue)})
+	client := awssqs.NewFromConfig(*cfg.AWS)
+	url, err := client.GetQueueUrl(t.Context(), &awssqs.GetQueueUrlInput{QueueName: aws.String(cfg.Queue)})
 	require.NoError(t, err)
-	attrs, err := client.GetQueueAttributes(t.Context(), &sqs.GetQueueAttributesInput{
+	attrs, err := client.GetQueueAttributes(t.Context(), &awssqs.GetQueueAttributesInput{
 		QueueUrl: url.QueueUrl, AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameAll},
 	})
 	require.NoError(t, err)
@@ -71,7 +72,7 @@ func TestSQS_PublishSubscribeRoundTripsUUIDPayloadAndMetadata(t *testing.T) {
 
 	sent := message.NewMessage("uuid-1", []byte(`{"id":"e-1"}`))
 	sent.Metadata.Set("correlation_id", "c-1")
-	sent.Metadata.Set(queue.MetaSQSReceiptHandle, "stale handle of an earlier delivery")
+	sent.Metadata.Set(sqs.MetaReceiptHandle, "stale handle of an earlier delivery")
 	// More metadata than SQS's 10 attributes: it travels as one attribute.
 	for i := range 12 {
 		sent.Metadata.Set("k"+strconv.Itoa(i), "v")
@@ -87,20 +88,20 @@ func TestSQS_PublishSubscribeRoundTripsUUIDPayloadAndMetadata(t *testing.T) {
 	require.JSONEq(t, `{"id":"e-1"}`, string(got.Payload))
 	require.Equal(t, "c-1", got.Metadata.Get("correlation_id"))
 	require.Equal(t, "v", got.Metadata.Get("k11"))
-	require.Equal(t, "1", got.Metadata.Get(queue.MetaSQSReceiveCount))
-	require.NotEqual(t, "stale handle of an earlier delivery", got.Metadata.Get(queue.MetaSQSReceiptHandle))
-	require.NotEmpty(t, got.Metadata.Get(queue.MetaSQSReceiptHandle))
-	require.Empty(t, got.Metadata.Get(queue.MetaDecodeError))
+	require.Equal(t, "1", got.Metadata.Get(sqs.MetaReceiveCount))
+	require.NotEqual(t, "stale handle of an earlier delivery", got.Metadata.Get(sqs.MetaReceiptHandle))
+	require.NotEmpty(t, got.Metadata.Get(sqs.MetaReceiptHandle))
+	require.Empty(t, got.Metadata.Get(transport.MetaDecodeError))
 }
 
 func TestSQS_MalformedMessageIsFlaggedNotDropped(t *testing.T) {
 	t.Parallel()
 	s := testmoto.Open(t, 0)
 	cfg := testmoto.AWSConfig(t)
-	client := sqs.NewFromConfig(cfg)
-	url, err := client.GetQueueUrl(t.Context(), &sqs.GetQueueUrlInput{QueueName: aws.String(s.Queue())})
+	client := awssqs.NewFromConfig(cfg)
+	url, err := client.GetQueueUrl(t.Context(), &awssqs.GetQueueUrlInput{QueueName: aws.String(s.Queue())})
 	require.NoError(t, err)
-	out, err := client.SendMessage(t.Context(), &sqs.SendMessageInput{
+	out, err := client.SendMessage(t.Context(), &awssqs.SendMessageInput{
 		QueueUrl: url.QueueUrl, MessageBody: aws.String("not json"),
 		MessageAttributes: map[string]types.MessageAttributeValue{
 			"metadata": {DataType: aws.String("String"), StringValue: aws.String("[1,2]")},
@@ -111,7 +112,7 @@ func TestSQS_MalformedMessageIsFlaggedNotDropped(t *testing.T) {
 	got := receiveOne(t, s, s.Queue())
 	require.Equal(t, aws.ToString(out.MessageId), got.UUID, "a message without a uuid attribute keeps its SQS id")
 	require.Equal(t, "not json", string(got.Payload))
-	require.Equal(t, "sqs message metadata is not a JSON object of strings", got.Metadata.Get(queue.MetaDecodeError))
+	require.Equal(t, "sqs message metadata is not a JSON object of strings", got.Metadata.Get(transport.MetaDecodeError))
 }
 
 func TestSQS_KeepInvisibleHoldsAMessageBeyondItsVisibilityTimeout(t *testing.T) {
@@ -147,26 +148,60 @@ func TestSQS_KeepInvisibleHoldsAMessageBeyondItsVisibilityTimeout(t *testing.T) 
 	select {
 	case m := <-otherMsgs:
 		require.Equal(t, "held", m.UUID)
-		require.Equal(t, "2", m.Metadata.Get(queue.MetaSQSReceiveCount))
+		require.Equal(t, "2", m.Metadata.Get(sqs.MetaReceiveCount))
 		m.Ack()
 	case <-time.After(15 * time.Second):
 		t.Fatal("the released message never came back")
 	}
 }
 
-func TestWorkPublisher_SendsTheWorkTopicToTheQueueAndOthersElsewhere(t *testing.T) {
+func TestTransport_PublisherRoutesTheWorkTopicToTheQueueAndTheLogTopicToEveryGroup(t *testing.T) {
 	t.Parallel()
 	s := testmoto.Open(t, 0)
-	routed, err := s.WorkPublisher("p:daybook.events", nil, nil)
+	topics := transport.Topics{Prefix: "p:"}
+	tr, err := sqs.NewTransport(t.Context(), s, sqs.TransportConfig{Topics: topics, Consumers: 1})
 	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, tr.Close()) })
+	// Two groups, each with a queue of its own subscribed to the log topic.
+	projections, err := tr.Subscribe("projections", "")
+	require.NoError(t, err)
+	audit, err := tr.Subscribe("audit", "")
+	require.NoError(t, err)
+	require.NoError(t, projections.Subscriber.Close())
+	require.NoError(t, audit.Subscriber.Close())
 
-	require.NoError(t, routed.Publish("p:daybook.events", message.NewMessage("routed", []byte("x"))))
-	require.ErrorContains(t, routed.Publish("p:daybook.log", message.NewMessage("other", nil)), `no publisher for topic "p:daybook.log"`)
-	require.Equal(t, "routed", receiveOne(t, s, s.Queue()).UUID)
+	routed := tr.Publisher()
+	require.NoError(t, routed.Publish(topics.Events(), message.NewMessage("work", []byte("x"))))
+	logged := message.NewMessage("logged", []byte(`{"type":"x"}`))
+	logged.Metadata.Set("correlation_id", "c-1")
+	require.NoError(t, routed.Publish(topics.Named(transport.LogTopic), logged))
+	require.ErrorContains(t, routed.Publish("p:elsewhere", message.NewMessage("other", nil)), `no queue for topic "p:elsewhere"`)
+
+	require.Equal(t, "work", receiveOne(t, s, s.Queue()).UUID)
+	// Raw delivery: each group's queue holds the uuid, payload and metadata as sent.
+	for _, queue := range []string{projections.Topic, audit.Topic} {
+		got := receiveOne(t, s, queue)
+		require.Equal(t, "logged", got.UUID, queue)
+		require.JSONEq(t, `{"type":"x"}`, string(got.Payload), queue)
+		require.Equal(t, "c-1", got.Metadata.Get("correlation_id"), queue)
+	}
+	// Each group's DLQ is read back into dead_letters, as is the work queue's.
+	redriven, err := tr.Redriven()
+	require.NoError(t, err)
+	replayOnto := map[string]string{}
+	for _, c := range redriven {
+		replayOnto[c.Topic] = c.ReplayTopic
+		require.NoError(t, c.Subscriber.Close())
+	}
+	require.Equal(t, map[string]string{
+		s.DeadQueue():              topics.Events(),
+		projections.Topic + "-dlq": topics.Named(transport.LogTopic),
+		audit.Topic + "-dlq":       topics.Named(transport.LogTopic),
+	}, replayOnto)
 }
 
 // receiveOne subscribes to queue, acknowledges the first message and returns it.
-func receiveOne(t *testing.T, s *queue.SQS, name string) *message.Message {
+func receiveOne(t *testing.T, s *sqs.Queues, name string) *message.Message {
 	t.Helper()
 	sub, err := s.NewSubscriber(name, 1, nil)
 	require.NoError(t, err)
@@ -187,14 +222,14 @@ func receiveOne(t *testing.T, s *queue.SQS, name string) *message.Message {
 
 func TestOpenSQS_RefusesSettingsThatCannotWork(t *testing.T) {
 	t.Parallel()
-	for name, change := range map[string]func(*queue.SQSConfig){
-		"dlq is the queue":        func(c *queue.SQSConfig) { c.DeadQueue = c.Queue },
-		"visibility too short":    func(c *queue.SQSConfig) { c.VisibilityTimeout = time.Second },
-		"visibility beyond limit": func(c *queue.SQSConfig) { c.VisibilityTimeout = 13 * time.Hour },
+	for name, change := range map[string]func(*sqs.Config){
+		"dlq is the queue":        func(c *sqs.Config) { c.DeadQueue = c.Queue },
+		"visibility too short":    func(c *sqs.Config) { c.VisibilityTimeout = time.Second },
+		"visibility beyond limit": func(c *sqs.Config) { c.VisibilityTimeout = 13 * time.Hour },
 	} {
 		cfg := testmoto.Config(t, 0)
 		change(&cfg)
-		_, err := queue.OpenSQS(t.Context(), cfg)
+		_, err := sqs.Open(t.Context(), cfg)
 		require.Error(t, err, name)
 		require.ErrorContains(t, err, "sqs: ", name)
 	}

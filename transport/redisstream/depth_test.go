@@ -1,4 +1,4 @@
-package gate
+package redisstream
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
+
+	"github.com/daybook/daybook/transport"
 )
 
 const testGroup = "daybook-worker"
@@ -18,8 +20,8 @@ func admitN(t *testing.T, g *Gate, n int) []string {
 	for i := range n {
 		res, err := g.Admit(context.Background(), testAdmission("client-1", uuid.NewString()))
 		require.NoError(t, err)
-		require.Equal(t, Accepted, res.Outcome)
-		ids[i] = res.StreamID
+		require.Equal(t, transport.Accepted, res.Outcome)
+		ids[i] = res.MessageID
 	}
 	return ids
 }
@@ -60,7 +62,7 @@ func streamIDs(t *testing.T, client *redis.Client, stream string) []string {
 func TestStreamDepth_FollowsDeliveryAndAcknowledgement(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	g, client, cfg := newTestGate(t, Config{})
+	g, client, cfg := newTestGate(t, GateConfig{})
 	admitN(t, g, 5)
 	require.NoError(t, client.XGroupCreate(ctx, cfg.Stream, testGroup, "0").Err())
 	requireDepth(t, client, cfg.Stream, testGroup, 5, 0)
@@ -76,14 +78,16 @@ func TestStreamDepth_FollowsDeliveryAndAcknowledgement(t *testing.T) {
 	requireDepth(t, client, cfg.Stream, testGroup, 0, 0)
 }
 
-func TestStreamDepth_MissingStreamOrGroupIsZero(t *testing.T) {
+// Before any worker subscribed, every entry waits: the group, once created,
+// starts from the stream's first entry.
+func TestStreamDepth_MissingStreamIsZeroAndMissingGroupLagsByEverything(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	g, client, cfg := newTestGate(t, Config{})
+	g, client, cfg := newTestGate(t, GateConfig{})
 
 	requireDepth(t, client, cfg.Stream, testGroup, 0, 0)
 	admitN(t, g, 2)
-	requireDepth(t, client, cfg.Stream, testGroup, 0, 0)
+	requireDepth(t, client, cfg.Stream, testGroup, 2, 0)
 
 	require.NoError(t, client.Set(ctx, cfg.KeyPrefix+"not-a-stream", "x", 0).Err())
 	_, _, err := StreamDepth(ctx, client, cfg.KeyPrefix+"not-a-stream", testGroup)
@@ -93,7 +97,7 @@ func TestStreamDepth_MissingStreamOrGroupIsZero(t *testing.T) {
 func TestStreamDepth_CountsWhenRedisCannotReportLag(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	g, client, cfg := newTestGate(t, Config{})
+	g, client, cfg := newTestGate(t, GateConfig{})
 	ids := admitN(t, g, 5)
 	require.NoError(t, client.XGroupCreate(ctx, cfg.Stream, testGroup, "0").Err())
 	readGroup(t, client, cfg.Stream, testGroup, 2)
@@ -109,7 +113,7 @@ func TestStreamDepth_CountsWhenRedisCannotReportLag(t *testing.T) {
 func TestTrimAcknowledged_RemovesOnlyWhatEveryGroupFinished(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	g, client, cfg := newTestGate(t, Config{})
+	g, client, cfg := newTestGate(t, GateConfig{})
 	ids := admitN(t, g, 6)
 	require.NoError(t, client.XGroupCreate(ctx, cfg.Stream, "fast", "0").Err())
 	require.NoError(t, client.XGroupCreate(ctx, cfg.Stream, "slow", "0").Err())
@@ -161,7 +165,7 @@ func TestTrimAcknowledged_RemovesOnlyWhatEveryGroupFinished(t *testing.T) {
 func TestTrimAcknowledged_NeverTrimsWithoutGroupsOrStream(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	g, client, cfg := newTestGate(t, Config{})
+	g, client, cfg := newTestGate(t, GateConfig{})
 
 	removed, err := TrimAcknowledged(ctx, client, cfg.Stream)
 	require.NoError(t, err)

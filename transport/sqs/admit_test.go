@@ -1,4 +1,4 @@
-package intake_test
+package sqs_test
 
 import (
 	"context"
@@ -15,14 +15,15 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/daybook/daybook/breaker"
-	"github.com/daybook/daybook/gate"
 	"github.com/daybook/daybook/ingest"
-	"github.com/daybook/daybook/intake"
+	"github.com/daybook/daybook/transport"
+	"github.com/daybook/daybook/transport/redisstream"
+
 	"github.com/daybook/daybook/internal/testdb"
 	"github.com/daybook/daybook/internal/testmoto"
 	"github.com/daybook/daybook/internal/testproxy"
 	"github.com/daybook/daybook/internal/testredis"
-	"github.com/daybook/daybook/queue"
+	"github.com/daybook/daybook/transport/sqs"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -30,11 +31,11 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // rig is an Intake on a fresh schema, Redis prefix (behind a proxy that the
 // test can cut) and SQS queue of the test's own.
 type rig struct {
-	intake  *intake.Intake
-	gate    *gate.Gate
+	intake  *sqs.Admitter
+	gate    *redisstream.Gate
 	pool    *pgxpool.Pool
 	proxy   *testproxy.Proxy
-	sqs     *queue.SQS
+	sqs     *sqs.Queues
 	pub     message.Publisher
 	mu      sync.Mutex
 	client  *redis.Client // through the proxy
@@ -42,24 +43,24 @@ type rig struct {
 	release []error
 }
 
-func newRig(t *testing.T, topic string, options ...func(*rig, *intake.Config)) *rig {
+func newRig(t *testing.T, topic string, options ...func(*rig, *sqs.AdmitConfig)) *rig {
 	t.Helper()
 	r := &rig{pool: testdb.New(t), sqs: testmoto.Open(t, 0)}
 	_, prefix := testredis.New(t)
 	client, proxy := testredis.Proxied(t)
 	r.proxy = proxy
 	var err error
-	r.gate, err = gate.New(client, gate.Config{KeyPrefix: prefix, Stream: prefix + "unused", RatePerSecond: 0.001, Burst: 10})
+	r.gate, err = redisstream.NewGate(client, redisstream.GateConfig{KeyPrefix: prefix, Stream: prefix + "unused", RatePerSecond: 0.001, Burst: 10})
 	require.NoError(t, err)
 	r.pub, err = r.sqs.NewPublisher(nil)
 	require.NoError(t, err)
 	if topic == "" {
 		topic = r.sqs.Queue()
 	}
-	cfg := intake.Config{
+	cfg := sqs.AdmitConfig{
 		Topic: topic,
 		OnFailOpen: func(n int, cause error) {
-			require.ErrorIs(t, cause, gate.ErrRedis)
+			require.ErrorIs(t, cause, redisstream.ErrRedis)
 			r.mu.Lock()
 			r.failed = append(r.failed, n)
 			r.mu.Unlock()
@@ -70,14 +71,14 @@ func newRig(t *testing.T, topic string, options ...func(*rig, *intake.Config)) *
 	for _, o := range options {
 		o(r, &cfg)
 	}
-	r.intake, err = intake.New(r.gate, r.pub, ingest.NewStore(r.pool), cfg)
+	r.intake, err = sqs.NewAdmitter(r.gate, r.pub, ingest.NewStore(r.pool), cfg)
 	require.NoError(t, err)
 	return r
 }
 
-func admission(key string) gate.Admission {
+func admission(key string) transport.Admission {
 	id := uuid.NewString()
-	return gate.Admission{
+	return transport.Admission{
 		ClientID: "client-1", IdempotencyKey: key, EventID: id, MessageUUID: uuid.NewString(),
 		Payload: []byte(`{"id":"` + id + `"}`), MetadataJSON: `{"correlation_id":"c-` + key + `"}`,
 		Pending: map[string]string{"idempotency_key": key},
@@ -112,15 +113,15 @@ func TestAdmitBatch_ReservesInRedisAndSendsToSQS(t *testing.T) {
 	ctx := t.Context()
 	first, repeat, other := admission("k-1"), admission("k-1"), admission("k-2")
 
-	results, err := r.intake.AdmitBatch(ctx, []gate.Admission{first, repeat, other})
+	results, err := r.intake.AdmitBatch(ctx, []transport.Admission{first, repeat, other})
 	require.NoError(t, err)
-	require.Equal(t, []gate.Outcome{gate.Accepted, gate.Duplicate, gate.Accepted},
-		[]gate.Outcome{results[0].Outcome, results[1].Outcome, results[2].Outcome})
+	require.Equal(t, []transport.Outcome{transport.Accepted, transport.Duplicate, transport.Accepted},
+		[]transport.Outcome{results[0].Outcome, results[1].Outcome, results[2].Outcome})
 	require.Equal(t, first.EventID, results[1].EventID)
 
 	res, err := r.intake.Admit(ctx, admission("k-2"))
 	require.NoError(t, err)
-	require.Equal(t, gate.Result{Outcome: gate.Duplicate, EventID: other.EventID}, res, "Redis remembers the key")
+	require.Equal(t, transport.Result{Outcome: transport.Duplicate, EventID: other.EventID}, res, "Redis remembers the key")
 	_, ok, err := r.intake.Pending(ctx, first.EventID)
 	require.NoError(t, err)
 	require.True(t, ok)
@@ -147,7 +148,7 @@ func TestAdmitBatch_RedisDownFailsOpenAndPostgresAnswersStoredKeys(t *testing.T)
 	require.NoError(t, err)
 
 	// The client has spent its whole burst: with Redis up it is rate limited.
-	fillers := make([]gate.Admission, 10)
+	fillers := make([]transport.Admission, 10)
 	for i := range fillers {
 		fillers[i] = admission("k-filler-" + string(rune('a'+i)))
 	}
@@ -155,16 +156,16 @@ func TestAdmitBatch_RedisDownFailsOpenAndPostgresAnswersStoredKeys(t *testing.T)
 	require.NoError(t, err)
 	res, err := r.intake.Admit(ctx, admission("k-limited"))
 	require.NoError(t, err)
-	require.Equal(t, gate.RateLimited, res.Outcome)
+	require.Equal(t, transport.RateLimited, res.Outcome)
 
 	r.proxy.Cut()
 	fresh, repeat, stored := admission("k-new"), admission("k-new"), admission("k-stored")
-	results, err := r.intake.AdmitBatch(ctx, []gate.Admission{fresh, repeat, stored})
+	results, err := r.intake.AdmitBatch(ctx, []transport.Admission{fresh, repeat, stored})
 	require.NoError(t, err)
-	require.Equal(t, []gate.Result{
-		{Outcome: gate.Accepted, EventID: fresh.EventID, StreamID: fresh.EventID},
-		{Outcome: gate.Duplicate, EventID: fresh.EventID},
-		{Outcome: gate.Duplicate, EventID: storedID.String()},
+	require.Equal(t, []transport.Result{
+		{Outcome: transport.Accepted, EventID: fresh.EventID, MessageID: fresh.EventID},
+		{Outcome: transport.Duplicate, EventID: fresh.EventID},
+		{Outcome: transport.Duplicate, EventID: storedID.String()},
 	}, results, "no rate limit without Redis; duplicates answered from the batch and from Postgres")
 	require.Equal(t, []int{3}, r.failed)
 
@@ -180,7 +181,7 @@ func TestAdmitBatch_RedisAndPostgresDownStillAccepts(t *testing.T) {
 
 	res, err := r.intake.Admit(t.Context(), admission("k-1"))
 	require.NoError(t, err)
-	require.Equal(t, gate.Accepted, res.Outcome)
+	require.Equal(t, transport.Accepted, res.Outcome)
 	require.Len(t, r.drain(t), 1)
 }
 
@@ -191,10 +192,10 @@ func TestAdmitBatch_SQSRefusalReleasesTheReservation(t *testing.T) {
 	a := admission("k-1")
 
 	_, err := r.intake.Admit(ctx, a)
-	require.ErrorIs(t, err, gate.ErrEnqueue)
-	results, err := r.intake.AdmitBatch(ctx, []gate.Admission{admission("k-2")})
-	require.ErrorIs(t, err, gate.ErrEnqueue)
-	require.Equal(t, []gate.Result{{Outcome: gate.NotAdmitted}}, results)
+	require.ErrorIs(t, err, transport.ErrEnqueue)
+	results, err := r.intake.AdmitBatch(ctx, []transport.Admission{admission("k-2")})
+	require.ErrorIs(t, err, transport.ErrEnqueue)
+	require.Equal(t, []transport.Result{{Outcome: transport.NotAdmitted}}, results)
 
 	// Nothing of either event is left: the keys are free, no pending marker.
 	for _, key := range []string{"k-1", "k-2"} {
@@ -215,14 +216,14 @@ func TestAdmitBatch_InvalidAdmissionIsAnErrorNotFailOpen(t *testing.T) {
 	bad.EventID = ""
 	_, err := r.intake.Admit(t.Context(), bad)
 	require.ErrorContains(t, err, "event id is required")
-	require.False(t, errors.Is(err, gate.ErrRedis))
+	require.False(t, errors.Is(err, redisstream.ErrRedis))
 	require.Empty(t, r.failed)
 }
 
 func TestAdmit_RedisBreakerSkipsRedisWhileDownAndResumesWhenBack(t *testing.T) {
 	t.Parallel()
 	var b *breaker.Breaker
-	r := newRig(t, "", func(r *rig, cfg *intake.Config) {
+	r := newRig(t, "", func(r *rig, cfg *sqs.AdmitConfig) {
 		var err error
 		b, err = breaker.New(breaker.Config{
 			Probe:         func(ctx context.Context) error { return r.client.Ping(ctx).Err() },
@@ -247,7 +248,7 @@ func TestAdmit_RedisBreakerSkipsRedisWhileDownAndResumesWhenBack(t *testing.T) {
 	up := admission("k-up")
 	res, err := r.intake.Admit(ctx, up)
 	require.NoError(t, err)
-	require.Equal(t, gate.Accepted, res.Outcome)
+	require.Equal(t, transport.Accepted, res.Outcome)
 	owner, ok, err := r.gate.Lookup(ctx, "k-up")
 	require.NoError(t, err)
 	require.True(t, ok, "Redis is used again once it answers")

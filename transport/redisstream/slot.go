@@ -1,4 +1,4 @@
-package handlers
+package redisstream
 
 import (
 	"context"
@@ -37,16 +37,16 @@ type slotLease struct {
 	once sync.Once
 }
 
-// renewScript extends the lease if it is still ours, or takes it back if it
+// slotRenewScript extends the lease if it is still ours, or takes it back if it
 // vanished (Redis restarted without persistence); 0 means another process
 // holds it now.
-var renewScript = redis.NewScript(`
+var slotRenewScript = redis.NewScript(`
 local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 if not v then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]); return 1 end
 return 0`)
 
-var releaseScript = redis.NewScript(`
+var slotReleaseScript = redis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`)
 
@@ -88,7 +88,7 @@ func (l *slotLease) keep() {
 		case <-tick.C:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), l.ttl/3)
-		n, err := renewScript.Run(ctx, l.rdb, []string{l.key}, l.token, l.ttl.Milliseconds()).Int()
+		n, err := slotRenewScript.Run(ctx, l.rdb, []string{l.key}, l.token, l.ttl.Milliseconds()).Int()
 		cancel()
 		switch {
 		case err != nil:
@@ -109,7 +109,7 @@ func (l *slotLease) release() {
 		<-l.done
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		if err := releaseScript.Run(ctx, l.rdb, []string{l.key}, l.token).Err(); err != nil && !errors.Is(err, redis.Nil) {
+		if err := slotReleaseScript.Run(ctx, l.rdb, []string{l.key}, l.token).Err(); err != nil && !errors.Is(err, redis.Nil) {
 			l.logger.Warn("worker slot not released; it expires by itself", "slot", l.slot, "error", err)
 		}
 	})

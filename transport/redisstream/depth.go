@@ -1,4 +1,4 @@
-package gate
+package redisstream
 
 import (
 	"context"
@@ -24,7 +24,8 @@ var trimLua string
 
 // StreamDepth returns, for one consumer group of a stream, lag (entries not yet delivered to the
 // group: the queue depth) and pending (delivered but not yet acknowledged). Both are read in one
-// atomic script. A missing stream or group counts as 0 for both.
+// atomic script. A missing stream counts as 0 for both; a missing group has every entry of the
+// stream as its lag (its consumers create it from the first entry when they subscribe).
 //
 // Redis 7 reports lag itself; where it cannot (entries after the group's position were deleted) the
 // entries after the group's last-delivered-id are counted, up to lagCountMax.

@@ -1,14 +1,19 @@
-// Package gate is the Redis admission gate of the ingestion API: in one round trip per request it
-// applies the client's token-bucket rate limit, deduplicates by idempotency key, puts the event on the
-// work stream and leaves a pending marker that answers GET /events/{id} until the worker has stored it.
+// Package redisstream is the Redis Streams transport, the local default. It
+// owns everything about that wire: the admission gate (one Lua round trip per
+// request: the client's token-bucket rate limit, deduplication by idempotency
+// key, the entry on the work stream and a pending marker that answers
+// GET /events/{id} until the worker stored the event), the entry layout, the
+// consumer groups and per-process consumer names, claims and their veto,
+// depth, trimming, and the event log's stream.
 //
-// It owns every Redis key under Config.KeyPrefix (ratelimit:, idem:, pending:) and the producer side
-// of the work stream; consumers own the consumer groups. It imports go-redis and the standard library
-// only, and knows nothing of HTTP.
+// It owns every Redis key under its prefix (ratelimit:, idem:, pending:,
+// slot:) and the streams it is given. It knows nothing of HTTP, nor of what
+// the messages mean.
 //
-// Every key one script call touches is passed in KEYS, but the keys of one call hash to different
-// slots, so on Redis Cluster KeyPrefix and Stream must share a hash tag (e.g. "{daybook}").
-package gate
+// Every key one script call touches is passed in KEYS, but the keys of one
+// call hash to different slots, so on Redis Cluster KeyPrefix and Stream must
+// share a hash tag (e.g. "{daybook}").
+package redisstream
 
 import (
 	"context"
@@ -21,17 +26,12 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/daybook/daybook/transport"
 )
 
 // Named limits.
 const (
-	// BatchSizeMax is the most events AdmitBatch takes in one call (the API's batch limit).
-	BatchSizeMax = 1000
-	// IdempotencyKeyLenMax bounds a Redis key the client chooses (a SHA-256 hex key is 64 bytes).
-	IdempotencyKeyLenMax = 256
-	// PendingFieldsMax bounds the pending marker, which holds a few fields for GET /events/{id}.
-	PendingFieldsMax = 16
-
 	// rateMin keeps bucket expiry times within what PEXPIRE accepts from Lua.
 	rateMin = 1e-6
 	// burstMax keeps token counts exact in Lua's doubles and expiry times representable.
@@ -43,24 +43,13 @@ const (
 	idempotencyTTLMin = time.Millisecond
 )
 
-// Errors callers tell apart.
-var (
-	// ErrEnqueue means the work stream refused an event (e.g. OOM): nothing of it was kept, so the
-	// client may retry it (the API answers 503).
-	ErrEnqueue = errors.New("enqueue")
-	// ErrRedis wraps every failure to reach Redis or run a script on it, as
-	// opposed to a refused admission: callers that can do without Redis (SQS
-	// mode) fail open on it.
-	ErrRedis = errors.New("redis")
-	// ErrBatchTooLarge means a batch holds more than BatchSizeMax events.
-	ErrBatchTooLarge = errors.New("batch too large")
-	// ErrBatchOverBurst means a batch needs more tokens than the bucket can ever hold, so it could
-	// never be admitted and a Retry-After would be a lie.
-	ErrBatchOverBurst = errors.New("batch larger than rate limit burst")
-)
+// ErrRedis wraps every failure to reach Redis or run a script on it, as
+// opposed to a refused admission: callers that can do without Redis (SQS
+// mode) fail open on it.
+var ErrRedis = errors.New("redis")
 
-// Config configures a Gate. Zero values take the defaults documented on each field.
-type Config struct {
+// GateConfig configures a Gate. Zero values take the defaults documented on each field.
+type GateConfig struct {
 	// KeyPrefix is prepended to every key the gate writes (not to Stream).
 	KeyPrefix string
 	// Stream is the work stream, already prefixed as the consumers know it (e.g. "daybook.events").
@@ -81,7 +70,7 @@ const (
 	pendingTTLDefault     = time.Hour
 )
 
-func (c *Config) setDefaults() {
+func (c *GateConfig) setDefaults() {
 	if c.Burst == 0 && c.RatePerSecond > 0 {
 		c.Burst = max(1, int(math.Ceil(c.RatePerSecond)))
 	}
@@ -94,7 +83,7 @@ func (c *Config) setDefaults() {
 }
 
 // Validate reports whether c, with defaults applied, can be used.
-func (c Config) Validate() error {
+func (c GateConfig) Validate() error {
 	switch {
 	case c.Stream == "":
 		return errors.New("stream is required")
@@ -117,7 +106,7 @@ func (c Config) Validate() error {
 // Gate admits events to the work stream. It is safe for concurrent use.
 type Gate struct {
 	client redis.UniversalClient
-	cfg    Config
+	cfg    GateConfig
 	admit  *redis.Script
 }
 
@@ -125,7 +114,7 @@ type Gate struct {
 var admitLua string
 
 // New returns a Gate on client; cfg's zero fields take their defaults.
-func New(client redis.UniversalClient, cfg Config) (*Gate, error) {
+func NewGate(client redis.UniversalClient, cfg GateConfig) (*Gate, error) {
 	if client == nil {
 		return nil, errors.New("new gate: redis client is nil")
 	}
@@ -140,92 +129,30 @@ func New(client redis.UniversalClient, cfg Config) (*Gate, error) {
 	}, nil
 }
 
-// Admission is one event offered to the gate.
-type Admission struct {
-	// ClientID names the rate-limit bucket.
-	ClientID string
-	// RatePerSecond, when above 0, is this client's own rate (its burst equal,
-	// rounded up), in place of Config.RatePerSecond. AdmitBatch takes the first item's.
-	RatePerSecond float64
-	// IdempotencyKey deduplicates: the first admission with a key wins for IdempotencyTTL.
-	IdempotencyKey string
-	// EventID is the id the event is stored under; a duplicate reports the original's.
-	EventID string
-	// MessageUUID, Payload and MetadataJSON become the stream entry's uuid, payload and metadata
-	// fields. MetadataJSON is a JSON object of strings; empty means "{}".
-	MessageUUID  string
-	Payload      []byte
-	MetadataJSON string
-	// Pending are the fields of the pending marker (e.g. idempotency_key, source, type,
-	// received_at); at least one, at most PendingFieldsMax.
-	Pending map[string]string
-}
-
-// Outcome is what the gate did with one admission.
-type Outcome int
-
-const (
-	// NotAdmitted is the zero Outcome: the gate kept nothing of the event. AdmitBatch reports it,
-	// next to an ErrEnqueue error, for the items from the first one the stream refused.
-	NotAdmitted Outcome = iota
-	// Accepted: the event is on the stream (Result.StreamID) and its pending marker is set.
-	Accepted
-	// Duplicate: the idempotency key was already taken; Result.EventID is the original event's id.
-	Duplicate
-	// RateLimited: the client is over its rate; retry after Result.RetryAfter.
-	RateLimited
-)
-
-func (o Outcome) String() string {
-	switch o {
-	case NotAdmitted:
-		return "not_admitted"
-	case Accepted:
-		return "accepted"
-	case Duplicate:
-		return "duplicate"
-	case RateLimited:
-		return "rate_limited"
-	}
-	return "outcome(" + strconv.Itoa(int(o)) + ")"
-}
-
-// Result is the gate's answer for one admission.
-type Result struct {
-	Outcome Outcome
-	// EventID is the admission's own id when Accepted, the original event's id when Duplicate.
-	EventID string
-	// StreamID is the stream entry id when Accepted.
-	StreamID string
-	// RetryAfter is how long until the client's bucket holds the tokens asked for, when RateLimited;
-	// millisecond precision, so a Retry-After header rounds it up to whole seconds.
-	RetryAfter time.Duration
-}
-
 // Admit offers one event: rate limit, then deduplication, then enqueue, in one atomic round trip.
 //
 // A duplicate still takes its rate token: it is a request that costs the server as much as any other,
 // and refunding it would let a client retry in a tight loop for free. A rate-limited request is not
-// checked for duplication at all. Only an event the stream refuses (ErrEnqueue) gets its token back.
+// checked for duplication at all. Only an event the stream refuses (transport.ErrEnqueue) gets its token back.
 //
 // Any Redis or connection failure is returned as an error, never as an Outcome.
-func (g *Gate) Admit(ctx context.Context, a Admission) (Result, error) {
-	results, err := g.admitBatch(ctx, []Admission{a}, true)
+func (g *Gate) Admit(ctx context.Context, a transport.Admission) (transport.Result, error) {
+	results, err := g.admitBatch(ctx, []transport.Admission{a}, true)
 	if err != nil {
-		return Result{}, fmt.Errorf("admit: %w", err)
+		return transport.Result{}, fmt.Errorf("admit: %w", err)
 	}
 	return results[0], nil
 }
 
-// AdmitBatch admits up to BatchSizeMax events of one client in one atomic round trip and returns one
+// AdmitBatch admits up to transport.BatchSizeMax events of one client in one atomic round trip and returns one
 // Result per item, in order. The rate limit takes len(batch) tokens, all or nothing: if there are not
 // enough, every item is RateLimited with the same RetryAfter. Otherwise each item is deduplicated and
 // enqueued on its own, in order, so an item repeating an earlier item's key is that item's Duplicate.
 //
-// If the stream refuses an item, the error wraps ErrEnqueue and the slice is still returned: items
+// If the stream refuses an item, the error wraps transport.ErrEnqueue and the slice is still returned: items
 // before it keep their outcome (they are on the stream or were duplicates), it and the rest are
 // NotAdmitted, leave no trace and have their tokens given back. Any other error returns no results.
-func (g *Gate) AdmitBatch(ctx context.Context, batch []Admission) ([]Result, error) {
+func (g *Gate) AdmitBatch(ctx context.Context, batch []transport.Admission) ([]transport.Result, error) {
 	results, err := g.admitBatch(ctx, batch, true)
 	if err != nil {
 		return results, fmt.Errorf("admit batch: %w", err)
@@ -238,7 +165,7 @@ func (g *Gate) AdmitBatch(ctx context.Context, batch []Admission) ([]Result, err
 // markers, but enqueues nothing. Accepted means reserved: the caller must now
 // enqueue the event, and Release it if that fails, or its key would answer
 // Duplicate for an event that was never queued. Payloads are not sent to Redis.
-func (g *Gate) ReserveBatch(ctx context.Context, batch []Admission) ([]Result, error) {
+func (g *Gate) ReserveBatch(ctx context.Context, batch []transport.Admission) ([]transport.Result, error) {
 	results, err := g.admitBatch(ctx, batch, false)
 	if err != nil {
 		return results, fmt.Errorf("reserve batch: %w", err)
@@ -255,7 +182,7 @@ var releaseScript = redis.NewScript(releaseLua)
 // idempotency key is deleted if it still maps to that event (compare and
 // delete, so a key taken since by another event is left alone), and each
 // pending marker is deleted. The rate tokens stay spent.
-func (g *Gate) Release(ctx context.Context, batch []Admission) error {
+func (g *Gate) Release(ctx context.Context, batch []transport.Admission) error {
 	if len(batch) == 0 {
 		return nil
 	}
@@ -271,12 +198,12 @@ func (g *Gate) Release(ctx context.Context, batch []Admission) error {
 	return nil
 }
 
-func (g *Gate) admitBatch(ctx context.Context, batch []Admission, enqueue bool) ([]Result, error) {
+func (g *Gate) admitBatch(ctx context.Context, batch []transport.Admission, enqueue bool) ([]transport.Result, error) {
 	if len(batch) == 0 {
 		return nil, nil
 	}
-	if len(batch) > BatchSizeMax {
-		return nil, fmt.Errorf("%w: %d events, at most %d", ErrBatchTooLarge, len(batch), BatchSizeMax)
+	if len(batch) > transport.BatchSizeMax {
+		return nil, fmt.Errorf("%w: %d events, at most %d", transport.ErrBatchTooLarge, len(batch), transport.BatchSizeMax)
 	}
 	rate, burst := g.cfg.RatePerSecond, g.cfg.Burst
 	if own := batch[0].RatePerSecond; own > 0 {
@@ -286,7 +213,7 @@ func (g *Gate) admitBatch(ctx context.Context, batch []Admission, enqueue bool) 
 		rate, burst = own, min(burstMax, max(1, int(math.Ceil(own))))
 	}
 	if rate > 0 && len(batch) > burst {
-		return nil, fmt.Errorf("%w: %d events, burst %d", ErrBatchOverBurst, len(batch), burst)
+		return nil, fmt.Errorf("%w: %d events, burst %d", transport.ErrBatchOverBurst, len(batch), burst)
 	}
 	clientID := batch[0].ClientID
 	keys := make([]string, 0, 2+2*len(batch))
@@ -302,7 +229,7 @@ func (g *Gate) admitBatch(ctx context.Context, batch []Admission, enqueue bool) 
 		map[bool]int{false: 0, true: 1}[enqueue],
 	)
 	for i, a := range batch {
-		if err := a.validate(); err != nil {
+		if err := validateAdmission(a); err != nil {
 			return nil, fmt.Errorf("item %d: %w", i, err)
 		}
 		if a.ClientID != clientID {
@@ -330,22 +257,22 @@ func (g *Gate) admitBatch(ctx context.Context, batch []Admission, enqueue bool) 
 	return parseAdmitReply(reply, batch)
 }
 
-func (a Admission) validate() error {
+func validateAdmission(a transport.Admission) error {
 	switch {
 	case a.ClientID == "":
 		return errors.New("client id is required")
 	case a.IdempotencyKey == "":
 		return errors.New("idempotency key is required")
-	case len(a.IdempotencyKey) > IdempotencyKeyLenMax:
-		return fmt.Errorf("idempotency key is %d bytes, at most %d", len(a.IdempotencyKey), IdempotencyKeyLenMax)
+	case len(a.IdempotencyKey) > transport.IdempotencyKeyLenMax:
+		return fmt.Errorf("idempotency key is %d bytes, at most %d", len(a.IdempotencyKey), transport.IdempotencyKeyLenMax)
 	case a.EventID == "":
 		return errors.New("event id is required")
 	case a.MessageUUID == "":
 		return errors.New("message uuid is required")
 	case len(a.Pending) == 0:
 		return errors.New("pending marker needs at least one field")
-	case len(a.Pending) > PendingFieldsMax:
-		return fmt.Errorf("pending marker has %d fields, at most %d", len(a.Pending), PendingFieldsMax)
+	case len(a.Pending) > transport.PendingFieldsMax:
+		return fmt.Errorf("pending marker has %d fields, at most %d", len(a.Pending), transport.PendingFieldsMax)
 	}
 	// A metadata field the subscriber cannot decode would send the event to the dead-letter queue.
 	if a.MetadataJSON != "" {
@@ -358,12 +285,12 @@ func (a Admission) validate() error {
 }
 
 // parseAdmitReply turns the script's reply (format in admit.lua) into one Result per item.
-func parseAdmitReply(reply []any, batch []Admission) ([]Result, error) {
+func parseAdmitReply(reply []any, batch []transport.Admission) ([]transport.Result, error) {
 	if len(reply) < 2 {
 		return nil, fmt.Errorf("admission reply has %d elements", len(reply))
 	}
 	status, _ := reply[0].(string)
-	results := make([]Result, len(batch))
+	results := make([]transport.Result, len(batch))
 	switch status {
 	case "R":
 		retryMs, ok := reply[1].(int64)
@@ -371,7 +298,7 @@ func parseAdmitReply(reply []any, batch []Admission) ([]Result, error) {
 			return nil, fmt.Errorf("admission reply: retry after %v", reply[1])
 		}
 		for i := range results {
-			results[i] = Result{Outcome: RateLimited, RetryAfter: time.Duration(retryMs) * time.Millisecond}
+			results[i] = transport.Result{Outcome: transport.RateLimited, RetryAfter: time.Duration(retryMs) * time.Millisecond}
 		}
 		return results, nil
 	case "O", "F":
@@ -391,15 +318,15 @@ func parseAdmitReply(reply []any, batch []Admission) ([]Result, error) {
 		}
 		switch kind {
 		case "A":
-			results[i] = Result{Outcome: Accepted, EventID: batch[i].EventID, StreamID: value}
+			results[i] = transport.Result{Outcome: transport.Accepted, EventID: batch[i].EventID, MessageID: value}
 		case "D":
-			results[i] = Result{Outcome: Duplicate, EventID: value}
+			results[i] = transport.Result{Outcome: transport.Duplicate, EventID: value}
 		default:
 			return nil, fmt.Errorf("admission reply: item %d kind %v", i, items[2*i])
 		}
 	}
 	if status == "F" {
-		return results, fmt.Errorf("%w: item %d: %v", ErrEnqueue, len(items)/2, reply[1])
+		return results, fmt.Errorf("%w: item %d: %v", transport.ErrEnqueue, len(items)/2, reply[1])
 	}
 	return results, nil
 }

@@ -1,4 +1,4 @@
-package gate
+package redisstream
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
+
+	"github.com/daybook/daybook/transport"
 )
 
 // rateNoRefill is a rate so slow that no token comes back while a test runs.
@@ -21,17 +23,17 @@ func TestNew_DefaultsAndValidation(t *testing.T) {
 	t.Parallel()
 	client := testClient(t)
 
-	g, err := New(client, Config{Stream: "s", RatePerSecond: 2.5})
+	g, err := NewGate(client, GateConfig{Stream: "s", RatePerSecond: 2.5})
 	require.NoError(t, err)
 	require.Equal(t, 3, g.cfg.Burst)
 	require.Equal(t, 24*time.Hour, g.cfg.IdempotencyTTL)
 	require.Equal(t, time.Hour, g.cfg.PendingTTL)
 
-	g, err = New(client, Config{Stream: "s"})
+	g, err = NewGate(client, GateConfig{Stream: "s"})
 	require.NoError(t, err)
 	require.Equal(t, 0, g.cfg.Burst, "no bucket without a rate")
 
-	for name, cfg := range map[string]Config{
+	for name, cfg := range map[string]GateConfig{
 		"no stream":      {},
 		"negative rate":  {Stream: "s", RatePerSecond: -1},
 		"tiny rate":      {Stream: "s", RatePerSecond: 1e-9},
@@ -39,30 +41,30 @@ func TestNew_DefaultsAndValidation(t *testing.T) {
 		"huge burst":     {Stream: "s", RatePerSecond: 1, Burst: burstMax + 1},
 		"sub-ms TTL":     {Stream: "s", IdempotencyTTL: time.Microsecond},
 	} {
-		_, err := New(client, cfg)
+		_, err := NewGate(client, cfg)
 		require.Error(t, err, name)
 	}
-	_, err = New(nil, Config{Stream: "s"})
+	_, err = NewGate(nil, GateConfig{Stream: "s"})
 	require.Error(t, err)
 }
 
 func TestAdmit_AcceptedPutsExactEntryOnStreamAndSetsPendingMarker(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	g, client, cfg := newTestGate(t, Config{IdempotencyTTL: time.Hour, PendingTTL: time.Minute})
+	g, client, cfg := newTestGate(t, GateConfig{IdempotencyTTL: time.Hour, PendingTTL: time.Minute})
 
 	a := testAdmission("client-1", "key-1")
 	a.Payload = []byte("\x00binary\xff payload")
 	res, err := g.Admit(ctx, a)
 	require.NoError(t, err)
-	require.Equal(t, Accepted, res.Outcome)
+	require.Equal(t, transport.Accepted, res.Outcome)
 	require.Equal(t, a.EventID, res.EventID)
-	require.NotEmpty(t, res.StreamID)
+	require.NotEmpty(t, res.MessageID)
 
 	entries, err := client.XRange(ctx, cfg.Stream, "-", "+").Result()
 	require.NoError(t, err)
 	require.Len(t, entries, 1)
-	require.Equal(t, res.StreamID, entries[0].ID)
+	require.Equal(t, res.MessageID, entries[0].ID)
 	require.Equal(t, map[string]any{
 		"uuid":     a.MessageUUID,
 		"payload":  string(a.Payload),
@@ -93,7 +95,7 @@ func TestAdmit_AcceptedPutsExactEntryOnStreamAndSetsPendingMarker(t *testing.T) 
 func TestAdmit_EmptyMetadataIsAnEmptyObject(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	g, client, cfg := newTestGate(t, Config{})
+	g, client, cfg := newTestGate(t, GateConfig{})
 
 	a := testAdmission("client-1", "key-1")
 	a.MetadataJSON = ""
@@ -109,17 +111,17 @@ func TestAdmit_EmptyMetadataIsAnEmptyObject(t *testing.T) {
 func TestAdmit_DuplicateReturnsOriginalIDAndAddsNoEntry(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	g, client, cfg := newTestGate(t, Config{})
+	g, client, cfg := newTestGate(t, GateConfig{})
 
 	first := testAdmission("client-1", "key-1")
 	res, err := g.Admit(ctx, first)
 	require.NoError(t, err)
-	require.Equal(t, Accepted, res.Outcome)
+	require.Equal(t, transport.Accepted, res.Outcome)
 
 	again := testAdmission("client-1", "key-1")
 	res, err = g.Admit(ctx, again)
 	require.NoError(t, err)
-	require.Equal(t, Result{Outcome: Duplicate, EventID: first.EventID}, res)
+	require.Equal(t, transport.Result{Outcome: transport.Duplicate, EventID: first.EventID}, res)
 
 	length, err := client.XLen(ctx, cfg.Stream).Result()
 	require.NoError(t, err)
@@ -132,13 +134,13 @@ func TestAdmit_DuplicateReturnsOriginalIDAndAddsNoEntry(t *testing.T) {
 func TestAdmit_ConcurrentSameKeyAcceptsExactlyOne(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	g, client, cfg := newTestGate(t, Config{})
+	g, client, cfg := newTestGate(t, GateConfig{})
 
 	const goroutines = 100
 	var (
 		wg      sync.WaitGroup
 		start   = make(chan struct{})
-		results = make([]Result, goroutines)
+		results = make([]transport.Result, goroutines)
 		errs    = make([]error, goroutines)
 	)
 	for i := range goroutines {
@@ -150,16 +152,16 @@ func TestAdmit_ConcurrentSameKeyAcceptsExactlyOne(t *testing.T) {
 	close(start)
 	wg.Wait()
 
-	counts := map[Outcome]int{}
+	counts := map[transport.Outcome]int{}
 	var acceptedID string
 	for i, res := range results {
 		require.NoError(t, errs[i])
 		counts[res.Outcome]++
-		if res.Outcome == Accepted {
+		if res.Outcome == transport.Accepted {
 			acceptedID = res.EventID
 		}
 	}
-	require.Equal(t, map[Outcome]int{Accepted: 1, Duplicate: goroutines - 1}, counts)
+	require.Equal(t, map[transport.Outcome]int{transport.Accepted: 1, transport.Duplicate: goroutines - 1}, counts)
 	for _, res := range results {
 		require.Equal(t, acceptedID, res.EventID)
 	}
@@ -171,17 +173,17 @@ func TestAdmit_ConcurrentSameKeyAcceptsExactlyOne(t *testing.T) {
 func TestAdmit_RateLimitedUntilRetryAfter(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	g, client, cfg := newTestGate(t, Config{RatePerSecond: 5, Burst: 5})
+	g, client, cfg := newTestGate(t, GateConfig{RatePerSecond: 5, Burst: 5})
 
 	for i := range 5 {
 		res, err := g.Admit(ctx, testAdmission("client-1", "key-"+strconv.Itoa(i)))
 		require.NoError(t, err)
-		require.Equal(t, Accepted, res.Outcome, "event %d", i)
+		require.Equal(t, transport.Accepted, res.Outcome, "event %d", i)
 	}
 	limited := testAdmission("client-1", "key-limited")
 	res, err := g.Admit(ctx, limited)
 	require.NoError(t, err)
-	require.Equal(t, RateLimited, res.Outcome)
+	require.Equal(t, transport.RateLimited, res.Outcome)
 	require.Greater(t, res.RetryAfter, time.Duration(0))
 	require.LessOrEqual(t, res.RetryAfter, time.Second)
 	_, ok, err := g.Lookup(ctx, limited.IdempotencyKey)
@@ -195,18 +197,18 @@ func TestAdmit_RateLimitedUntilRetryAfter(t *testing.T) {
 
 	other, err := g.Admit(ctx, testAdmission("client-2", "key-other"))
 	require.NoError(t, err)
-	require.Equal(t, Accepted, other.Outcome, "each client has its own bucket")
+	require.Equal(t, transport.Accepted, other.Outcome, "each client has its own bucket")
 
 	time.Sleep(res.RetryAfter)
 	res, err = g.Admit(ctx, limited)
 	require.NoError(t, err)
-	require.Equal(t, Accepted, res.Outcome)
+	require.Equal(t, transport.Accepted, res.Outcome)
 }
 
 func TestAdmit_ClientsOwnRateReplacesTheDefault(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	g, _, _ := newTestGate(t, Config{RatePerSecond: 100})
+	g, _, _ := newTestGate(t, GateConfig{RatePerSecond: 100})
 
 	// A client with its own rate of 2/s gets a burst of 2, whatever the default.
 	for i := range 2 {
@@ -214,59 +216,59 @@ func TestAdmit_ClientsOwnRateReplacesTheDefault(t *testing.T) {
 		a.RatePerSecond = 2
 		res, err := g.Admit(ctx, a)
 		require.NoError(t, err)
-		require.Equal(t, Accepted, res.Outcome, "event %d", i)
+		require.Equal(t, transport.Accepted, res.Outcome, "event %d", i)
 	}
 	a := testAdmission("slow-key", "slow-limited")
 	a.RatePerSecond = 2
 	res, err := g.Admit(ctx, a)
 	require.NoError(t, err)
-	require.Equal(t, RateLimited, res.Outcome)
+	require.Equal(t, transport.RateLimited, res.Outcome)
 
 	// A batch over the client's own burst is refused as a whole.
-	batch := []Admission{testAdmission("slow-key", "b-1"), testAdmission("slow-key", "b-2"), testAdmission("slow-key", "b-3")}
+	batch := []transport.Admission{testAdmission("slow-key", "b-1"), testAdmission("slow-key", "b-2"), testAdmission("slow-key", "b-3")}
 	batch[0].RatePerSecond = 2
 	_, err = g.AdmitBatch(ctx, batch)
-	require.ErrorIs(t, err, ErrBatchOverBurst)
+	require.ErrorIs(t, err, transport.ErrBatchOverBurst)
 
 	// Without its own rate a client keeps the default (100/s).
 	for i := range 10 {
 		res, err := g.Admit(ctx, testAdmission("default-key", "d-"+strconv.Itoa(i)))
 		require.NoError(t, err)
-		require.Equal(t, Accepted, res.Outcome)
+		require.Equal(t, transport.Accepted, res.Outcome)
 	}
 }
 
 func TestAdmit_DuplicateConsumesRateToken(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	g, _, _ := newTestGate(t, Config{RatePerSecond: rateNoRefill, Burst: 2})
+	g, _, _ := newTestGate(t, GateConfig{RatePerSecond: rateNoRefill, Burst: 2})
 
 	res, err := g.Admit(ctx, testAdmission("client-1", "key-1"))
 	require.NoError(t, err)
-	require.Equal(t, Accepted, res.Outcome)
+	require.Equal(t, transport.Accepted, res.Outcome)
 	res, err = g.Admit(ctx, testAdmission("client-1", "key-1"))
 	require.NoError(t, err)
-	require.Equal(t, Duplicate, res.Outcome)
+	require.Equal(t, transport.Duplicate, res.Outcome)
 
 	res, err = g.Admit(ctx, testAdmission("client-1", "key-2"))
 	require.NoError(t, err)
-	require.Equal(t, RateLimited, res.Outcome, "the duplicate took the second token")
+	require.Equal(t, transport.RateLimited, res.Outcome, "the duplicate took the second token")
 	res, err = g.Admit(ctx, testAdmission("client-1", "key-1"))
 	require.NoError(t, err)
-	require.Equal(t, RateLimited, res.Outcome, "a rate-limited duplicate is not recognised")
+	require.Equal(t, transport.RateLimited, res.Outcome, "a rate-limited duplicate is not recognised")
 }
 
 func TestAdmit_EnqueueFailureLeavesNoTraceAndRefundsToken(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	g, client, cfg := newTestGate(t, Config{RatePerSecond: rateNoRefill, Burst: 1})
+	g, client, cfg := newTestGate(t, GateConfig{RatePerSecond: rateNoRefill, Burst: 1})
 	require.NoError(t, client.Set(ctx, cfg.Stream, "x", 0).Err()) // XADD answers WRONGTYPE
 
 	a := testAdmission("client-1", "key-1")
 	res, err := g.Admit(ctx, a)
-	require.ErrorIs(t, err, ErrEnqueue)
+	require.ErrorIs(t, err, transport.ErrEnqueue)
 	require.ErrorContains(t, err, "WRONGTYPE")
-	require.Equal(t, Result{}, res)
+	require.Equal(t, transport.Result{}, res)
 
 	_, ok, err := g.Lookup(ctx, a.IdempotencyKey)
 	require.NoError(t, err)
@@ -278,7 +280,7 @@ func TestAdmit_EnqueueFailureLeavesNoTraceAndRefundsToken(t *testing.T) {
 	require.NoError(t, client.Del(ctx, cfg.Stream).Err())
 	res, err = g.Admit(ctx, a)
 	require.NoError(t, err)
-	require.Equal(t, Accepted, res.Outcome, "the only token was given back")
+	require.Equal(t, transport.Accepted, res.Outcome, "the only token was given back")
 }
 
 func TestAdmit_ConnectionErrorIsAnError(t *testing.T) {
@@ -289,16 +291,16 @@ func TestAdmit_ConnectionErrorIsAnError(t *testing.T) {
 	require.NoError(t, listener.Close())
 	client := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second, DialerRetries: 1})
 	t.Cleanup(func() { _ = client.Close() })
-	g, err := New(client, Config{Stream: "events", RatePerSecond: 10})
+	g, err := NewGate(client, GateConfig{Stream: "events", RatePerSecond: 10})
 	require.NoError(t, err)
 	ctx := context.Background()
 
 	res, err := g.Admit(ctx, testAdmission("client-1", "key-1"))
 	require.Error(t, err)
-	require.NotErrorIs(t, err, ErrEnqueue)
-	require.Equal(t, Result{}, res)
+	require.NotErrorIs(t, err, transport.ErrEnqueue)
+	require.Equal(t, transport.Result{}, res)
 
-	results, err := g.AdmitBatch(ctx, []Admission{testAdmission("client-1", "key-1")})
+	results, err := g.AdmitBatch(ctx, []transport.Admission{testAdmission("client-1", "key-1")})
 	require.Error(t, err)
 	require.Nil(t, results)
 	_, _, err = g.Lookup(ctx, "key-1")
@@ -310,19 +312,21 @@ func TestAdmit_ConnectionErrorIsAnError(t *testing.T) {
 func TestAdmit_RejectsInvalidAdmissionWithoutRedis(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	g, client, cfg := newTestGate(t, Config{})
+	g, client, cfg := newTestGate(t, GateConfig{})
 
-	for name, change := range map[string]func(*Admission){
-		"no client id":        func(a *Admission) { a.ClientID = "" },
-		"no idempotency key":  func(a *Admission) { a.IdempotencyKey = "" },
-		"long idempotency":    func(a *Admission) { a.IdempotencyKey = string(make([]byte, IdempotencyKeyLenMax+1)) },
-		"no event id":         func(a *Admission) { a.EventID = "" },
-		"no message uuid":     func(a *Admission) { a.MessageUUID = "" },
-		"no pending fields":   func(a *Admission) { a.Pending = nil },
-		"metadata not object": func(a *Admission) { a.MetadataJSON = `["a"]` },
-		"metadata not string": func(a *Admission) { a.MetadataJSON = `{"a":1}` },
-		"too many fields": func(a *Admission) {
-			for i := range PendingFieldsMax {
+	for name, change := range map[string]func(*transport.Admission){
+		"no client id":       func(a *transport.Admission) { a.ClientID = "" },
+		"no idempotency key": func(a *transport.Admission) { a.IdempotencyKey = "" },
+		"long idempotency": func(a *transport.Admission) {
+			a.IdempotencyKey = string(make([]byte, transport.IdempotencyKeyLenMax+1))
+		},
+		"no event id":         func(a *transport.Admission) { a.EventID = "" },
+		"no message uuid":     func(a *transport.Admission) { a.MessageUUID = "" },
+		"no pending fields":   func(a *transport.Admission) { a.Pending = nil },
+		"metadata not object": func(a *transport.Admission) { a.MetadataJSON = `["a"]` },
+		"metadata not string": func(a *transport.Admission) { a.MetadataJSON = `{"a":1}` },
+		"too many fields": func(a *transport.Admission) {
+			for i := range transport.PendingFieldsMax {
 				a.Pending["f"+strconv.Itoa(i)] = "v"
 			}
 		},
@@ -340,9 +344,9 @@ func TestAdmit_RejectsInvalidAdmissionWithoutRedis(t *testing.T) {
 func TestAdmitBatch_RepeatedKeyIsDuplicateOfEarlierItem(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	g, client, cfg := newTestGate(t, Config{RatePerSecond: rateNoRefill, Burst: 10})
+	g, client, cfg := newTestGate(t, GateConfig{RatePerSecond: rateNoRefill, Burst: 10})
 
-	batch := []Admission{
+	batch := []transport.Admission{
 		testAdmission("client-1", "key-1"),
 		testAdmission("client-1", "key-2"),
 		testAdmission("client-1", "key-1"),
@@ -350,18 +354,18 @@ func TestAdmitBatch_RepeatedKeyIsDuplicateOfEarlierItem(t *testing.T) {
 	results, err := g.AdmitBatch(ctx, batch)
 	require.NoError(t, err)
 	require.Len(t, results, 3)
-	require.Equal(t, Accepted, results[0].Outcome)
+	require.Equal(t, transport.Accepted, results[0].Outcome)
 	require.Equal(t, batch[0].EventID, results[0].EventID)
-	require.Equal(t, Accepted, results[1].Outcome)
+	require.Equal(t, transport.Accepted, results[1].Outcome)
 	require.Equal(t, batch[1].EventID, results[1].EventID)
-	require.Equal(t, Result{Outcome: Duplicate, EventID: batch[0].EventID}, results[2])
+	require.Equal(t, transport.Result{Outcome: transport.Duplicate, EventID: batch[0].EventID}, results[2])
 
 	entries, err := client.XRange(ctx, cfg.Stream, "-", "+").Result()
 	require.NoError(t, err)
 	require.Len(t, entries, 2)
-	require.Equal(t, results[0].StreamID, entries[0].ID)
+	require.Equal(t, results[0].MessageID, entries[0].ID)
 	require.Equal(t, batch[0].MessageUUID, entries[0].Values["uuid"])
-	require.Equal(t, results[1].StreamID, entries[1].ID)
+	require.Equal(t, results[1].MessageID, entries[1].ID)
 	require.Equal(t, batch[1].MessageUUID, entries[1].Values["uuid"])
 
 	tokens, err := client.HGet(ctx, cfg.KeyPrefix+"ratelimit:client-1", "tokens").Float64()
@@ -376,14 +380,14 @@ func TestAdmitBatch_RepeatedKeyIsDuplicateOfEarlierItem(t *testing.T) {
 func TestAdmitBatch_OverRateLimitsEveryItemAndTakesNothing(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	g, client, cfg := newTestGate(t, Config{RatePerSecond: rateNoRefill, Burst: 5})
+	g, client, cfg := newTestGate(t, GateConfig{RatePerSecond: rateNoRefill, Burst: 5})
 
 	for i := range 3 {
 		res, err := g.Admit(ctx, testAdmission("client-1", "single-"+strconv.Itoa(i)))
 		require.NoError(t, err)
-		require.Equal(t, Accepted, res.Outcome)
+		require.Equal(t, transport.Accepted, res.Outcome)
 	}
-	batch := []Admission{
+	batch := []transport.Admission{
 		testAdmission("client-1", "batch-0"),
 		testAdmission("client-1", "batch-1"),
 		testAdmission("client-1", "batch-2"),
@@ -392,7 +396,7 @@ func TestAdmitBatch_OverRateLimitsEveryItemAndTakesNothing(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, results, 3)
 	for i, res := range results {
-		require.Equal(t, RateLimited, res.Outcome, "item %d", i)
+		require.Equal(t, transport.RateLimited, res.Outcome, "item %d", i)
 		require.Greater(t, res.RetryAfter, time.Duration(0))
 		require.Equal(t, results[0].RetryAfter, res.RetryAfter)
 	}
@@ -407,30 +411,30 @@ func TestAdmitBatch_OverRateLimitsEveryItemAndTakesNothing(t *testing.T) {
 
 	results, err = g.AdmitBatch(ctx, batch[:2])
 	require.NoError(t, err)
-	require.Equal(t, Accepted, results[0].Outcome, "the limited batch took no token")
-	require.Equal(t, Accepted, results[1].Outcome)
+	require.Equal(t, transport.Accepted, results[0].Outcome, "the limited batch took no token")
+	require.Equal(t, transport.Accepted, results[1].Outcome)
 }
 
 func TestAdmitBatch_EnqueueFailureKeepsEarlierItemsAndRefundsTheRest(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	g, client, cfg := newTestGate(t, Config{RatePerSecond: rateNoRefill, Burst: 4})
+	g, client, cfg := newTestGate(t, GateConfig{RatePerSecond: rateNoRefill, Burst: 4})
 
 	first := testAdmission("client-1", "key-0")
 	res, err := g.Admit(ctx, first)
 	require.NoError(t, err)
-	require.Equal(t, Accepted, res.Outcome)
+	require.Equal(t, transport.Accepted, res.Outcome)
 	require.NoError(t, client.Del(ctx, cfg.Stream).Err())
 	require.NoError(t, client.Set(ctx, cfg.Stream, "x", 0).Err()) // XADD answers WRONGTYPE
 
-	batch := []Admission{
+	batch := []transport.Admission{
 		testAdmission("client-1", "key-0"),
 		testAdmission("client-1", "key-1"),
 		testAdmission("client-1", "key-2"),
 	}
 	results, err := g.AdmitBatch(ctx, batch)
-	require.ErrorIs(t, err, ErrEnqueue)
-	require.Equal(t, []Result{{Outcome: Duplicate, EventID: first.EventID}, {}, {}}, results)
+	require.ErrorIs(t, err, transport.ErrEnqueue)
+	require.Equal(t, []transport.Result{{Outcome: transport.Duplicate, EventID: first.EventID}, {}, {}}, results)
 	for _, a := range batch[1:] {
 		_, ok, err := g.Lookup(ctx, a.IdempotencyKey)
 		require.NoError(t, err)
@@ -441,29 +445,29 @@ func TestAdmitBatch_EnqueueFailureKeepsEarlierItemsAndRefundsTheRest(t *testing.
 	require.NoError(t, client.Del(ctx, cfg.Stream).Err())
 	results, err = g.AdmitBatch(ctx, batch[1:])
 	require.NoError(t, err)
-	require.Equal(t, Accepted, results[0].Outcome)
-	require.Equal(t, Accepted, results[1].Outcome)
+	require.Equal(t, transport.Accepted, results[0].Outcome)
+	require.Equal(t, transport.Accepted, results[1].Outcome)
 	res, err = g.Admit(ctx, testAdmission("client-1", "key-3"))
 	require.NoError(t, err)
-	require.Equal(t, RateLimited, res.Outcome)
+	require.Equal(t, transport.RateLimited, res.Outcome)
 }
 
 func TestAdmitBatch_LimitsAreCheckedBeforeRedis(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	g, client, cfg := newTestGate(t, Config{RatePerSecond: 10, Burst: 3})
+	g, client, cfg := newTestGate(t, GateConfig{RatePerSecond: 10, Burst: 3})
 
-	tooMany := make([]Admission, BatchSizeMax+1)
+	tooMany := make([]transport.Admission, transport.BatchSizeMax+1)
 	for i := range tooMany {
 		tooMany[i] = testAdmission("client-1", "key-"+strconv.Itoa(i))
 	}
 	_, err := g.AdmitBatch(ctx, tooMany)
-	require.ErrorIs(t, err, ErrBatchTooLarge)
+	require.ErrorIs(t, err, transport.ErrBatchTooLarge)
 
 	_, err = g.AdmitBatch(ctx, tooMany[:4])
-	require.ErrorIs(t, err, ErrBatchOverBurst)
+	require.ErrorIs(t, err, transport.ErrBatchOverBurst)
 
-	mixed := []Admission{testAdmission("client-1", "key-a"), testAdmission("client-2", "key-b")}
+	mixed := []transport.Admission{testAdmission("client-1", "key-a"), testAdmission("client-2", "key-b")}
 	_, err = g.AdmitBatch(ctx, mixed)
 	require.ErrorContains(t, err, "client id")
 
@@ -474,7 +478,7 @@ func TestAdmitBatch_LimitsAreCheckedBeforeRedis(t *testing.T) {
 
 func TestPending_UnknownEventIsNotOK(t *testing.T) {
 	t.Parallel()
-	g, _, _ := newTestGate(t, Config{})
+	g, _, _ := newTestGate(t, GateConfig{})
 
 	fields, ok, err := g.Pending(context.Background(), uuid.NewString())
 	require.NoError(t, err)
@@ -484,17 +488,17 @@ func TestPending_UnknownEventIsNotOK(t *testing.T) {
 
 func TestOutcome_String(t *testing.T) {
 	t.Parallel()
-	require.Equal(t, "accepted", Accepted.String())
-	require.Equal(t, "duplicate", Duplicate.String())
-	require.Equal(t, "rate_limited", RateLimited.String())
-	require.Equal(t, "not_admitted", NotAdmitted.String())
-	require.Equal(t, "outcome(9)", Outcome(9).String())
-	require.False(t, errors.Is(ErrBatchTooLarge, ErrEnqueue))
+	require.Equal(t, "accepted", transport.Accepted.String())
+	require.Equal(t, "duplicate", transport.Duplicate.String())
+	require.Equal(t, "rate_limited", transport.RateLimited.String())
+	require.Equal(t, "not_admitted", transport.NotAdmitted.String())
+	require.Equal(t, "outcome(9)", transport.Outcome(9).String())
+	require.False(t, errors.Is(transport.ErrBatchTooLarge, transport.ErrEnqueue))
 }
 
 func BenchmarkAdmit(b *testing.B) {
 	ctx := context.Background()
-	g, _, _ := newTestGate(b, Config{RatePerSecond: 1e6, Burst: burstMax})
+	g, _, _ := newTestGate(b, GateConfig{RatePerSecond: 1e6, Burst: burstMax})
 	payload := make([]byte, 512)
 
 	b.ReportAllocs()
@@ -503,7 +507,7 @@ func BenchmarkAdmit(b *testing.B) {
 			a := testAdmission("bench-client", uuid.NewString())
 			a.Payload = payload
 			res, err := g.Admit(ctx, a)
-			if err != nil || res.Outcome != Accepted {
+			if err != nil || res.Outcome != transport.Accepted {
 				b.Errorf("admit: %v %v", res.Outcome, err)
 				return
 			}
@@ -514,12 +518,12 @@ func BenchmarkAdmit(b *testing.B) {
 func BenchmarkAdmitBatch100(b *testing.B) {
 	const batchSize = 100
 	ctx := context.Background()
-	g, _, _ := newTestGate(b, Config{})
+	g, _, _ := newTestGate(b, GateConfig{})
 	payload := make([]byte, 512)
 
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
-		batch := make([]Admission, batchSize)
+		batch := make([]transport.Admission, batchSize)
 		for pb.Next() {
 			for i := range batch {
 				batch[i] = testAdmission("bench-client", uuid.NewString())

@@ -1,4 +1,4 @@
-package handlers
+package redisstream
 
 import (
 	"context"
@@ -7,14 +7,14 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/daybook/daybook/gate"
+	"github.com/daybook/daybook/internal/periodic"
 )
 
 // trimmer removes work-stream entries every consumer group has finished
 // with: the producer never trims (a cap would drop unprocessed messages).
 // Redis Streams only: SQS deletes acknowledged messages itself.
 type trimmer struct {
-	periodic
+	periodic.Loop
 	redis  redis.UniversalClient
 	stream string
 	logger *slog.Logger
@@ -22,12 +22,12 @@ type trimmer struct {
 
 func newTrimmer(rdb redis.UniversalClient, stream string, interval time.Duration, logger *slog.Logger) *trimmer {
 	t := &trimmer{redis: rdb, stream: stream, logger: logger}
-	t.periodic = periodic{interval: interval, immediate: true, fn: func(ctx context.Context) { _, _ = t.runOnce(ctx) }}
+	t.Loop = periodic.Loop{Interval: interval, Immediate: true, Fn: func(ctx context.Context) { _, _ = t.runOnce(ctx) }}
 	return t
 }
 
 func (t *trimmer) runOnce(ctx context.Context) (int64, error) {
-	n, err := gate.TrimAcknowledged(ctx, t.redis, t.stream)
+	n, err := TrimAcknowledged(ctx, t.redis, t.stream)
 	if err != nil && ctx.Err() == nil {
 		t.logger.Warn("trim work stream", "error", err)
 	}

@@ -1,15 +1,13 @@
-// Package intake admits ingested events when the work queue is SQS. The Redis
-// gate is then only the fast path: it rate-limits, answers duplicates and sets
-// the pending markers (gate.ReserveBatch), and the event is sent to SQS. When
-// Redis cannot answer, intake fails open: the event is sent without a rate
-// limit or fast duplicate check (counted and logged by the caller's
-// OnFailOpen), and duplicates are caught exactly by Postgres: a key already
-// stored is answered as a duplicate here, and one that races is stored once by
-// the worker (UNIQUE idempotency_key).
-//
-// It imports the gate, watermill's message type and the standard library; it
-// knows nothing of HTTP or of how the worker consumes.
-package intake
+// Admission on SQS. The Redis gate is then only the fast path: it
+// rate-limits, answers duplicates and sets the pending markers
+// (Gate.ReserveBatch), and the event is sent to SQS. When Redis cannot
+// answer, the admitter fails open: the event is sent without a rate limit or
+// fast duplicate check (counted and logged by the caller's OnFailOpen), and
+// duplicates are caught exactly by Postgres: a key already stored is answered
+// as a duplicate here, and one that races is stored once by the worker
+// (UNIQUE idempotency_key).
+
+package sqs
 
 import (
 	"context"
@@ -23,7 +21,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/daybook/daybook/breaker"
-	"github.com/daybook/daybook/gate"
+	"github.com/daybook/daybook/transport"
+	"github.com/daybook/daybook/transport/redisstream"
 )
 
 // KeyLookup finds stored events by idempotency key (ingest.Store).
@@ -31,8 +30,8 @@ type KeyLookup interface {
 	IDsByKeys(ctx context.Context, keys []string) (map[string]uuid.UUID, error)
 }
 
-// Config configures an Intake.
-type Config struct {
+// AdmitConfig configures an Admitter.
+type AdmitConfig struct {
 	// Topic is the publisher's name for the work queue (the SQS queue name).
 	Topic string
 	// PublishParallelMax bounds the sends of one batch in flight at once; default 16.
@@ -48,53 +47,53 @@ type Config struct {
 	OnReleaseError func(err error)
 }
 
-// Intake implements the API's admission on SQS. Safe for concurrent use.
-type Intake struct {
-	gate   *gate.Gate
+// Admitter implements the admission port on SQS. Safe for concurrent use.
+type Admitter struct {
+	gate   *redisstream.Gate
 	pub    message.Publisher
 	stored KeyLookup
-	cfg    Config
+	cfg    AdmitConfig
 }
 
 // releaseAttempts bounds the retries of a failed Release.
 const releaseAttempts = 3
 
-// New returns an Intake reserving on g, sending with pub, and looking keys up in stored.
-func New(g *gate.Gate, pub message.Publisher, stored KeyLookup, cfg Config) (*Intake, error) {
+// New returns an Admitter reserving on g, sending with pub, and looking keys up in stored.
+func NewAdmitter(g *redisstream.Gate, pub message.Publisher, stored KeyLookup, cfg AdmitConfig) (*Admitter, error) {
 	if g == nil || pub == nil || stored == nil {
-		return nil, errors.New("new intake: gate, publisher and key lookup are required")
+		return nil, errors.New("sqs admitter: gate, publisher and key lookup are required")
 	}
 	if cfg.Topic == "" {
-		return nil, errors.New("new intake: topic is required")
+		return nil, errors.New("sqs admitter: topic is required")
 	}
 	if cfg.PublishParallelMax == 0 {
 		cfg.PublishParallelMax = 16
 	}
 	if cfg.PublishParallelMax < 0 {
-		return nil, fmt.Errorf("new intake: PublishParallelMax %d", cfg.PublishParallelMax)
+		return nil, fmt.Errorf("sqs admitter: PublishParallelMax %d", cfg.PublishParallelMax)
 	}
-	return &Intake{gate: g, pub: pub, stored: stored, cfg: cfg}, nil
+	return &Admitter{gate: g, pub: pub, stored: stored, cfg: cfg}, nil
 }
 
 // Admit admits one event; see AdmitBatch.
-func (in *Intake) Admit(ctx context.Context, a gate.Admission) (gate.Result, error) {
-	results, err := in.AdmitBatch(ctx, []gate.Admission{a})
+func (in *Admitter) Admit(ctx context.Context, a transport.Admission) (transport.Result, error) {
+	results, err := in.AdmitBatch(ctx, []transport.Admission{a})
 	if err != nil {
-		return gate.Result{}, err
+		return transport.Result{}, err
 	}
 	return results[0], nil
 }
 
-// AdmitBatch has gate.Gate.AdmitBatch's contract, with SQS as the queue:
+// AdmitBatch has redisstream.Gate.AdmitBatch's contract, with SQS as the queue:
 // one Result per item; an item SQS refused is NotAdmitted (its reservation
-// released) and the error wraps gate.ErrEnqueue. Items are sent in parallel, so
+// released) and the error wraps transport.ErrEnqueue. Items are sent in parallel, so
 // items after a refused one may be on the queue: a client retrying the batch
 // gets them back as duplicates.
-func (in *Intake) AdmitBatch(ctx context.Context, batch []gate.Admission) ([]gate.Result, error) {
+func (in *Admitter) AdmitBatch(ctx context.Context, batch []transport.Admission) ([]transport.Result, error) {
 	results, err := in.reserve(ctx, batch)
 	reserved := err == nil
 	switch {
-	case errors.Is(err, gate.ErrRedis):
+	case errors.Is(err, redisstream.ErrRedis):
 		results = in.admitWithoutRedis(ctx, batch)
 		if in.cfg.OnFailOpen != nil {
 			in.cfg.OnFailOpen(len(batch), err)
@@ -105,7 +104,7 @@ func (in *Intake) AdmitBatch(ctx context.Context, batch []gate.Admission) ([]gat
 
 	var send []int
 	for i, r := range results {
-		if r.Outcome == gate.Accepted {
+		if r.Outcome == transport.Accepted {
 			send = append(send, i)
 		}
 	}
@@ -113,14 +112,14 @@ func (in *Intake) AdmitBatch(ctx context.Context, batch []gate.Admission) ([]gat
 	if len(failed) == 0 {
 		return results, nil
 	}
-	var unsent []gate.Admission
+	var unsent []transport.Admission
 	var first error
 	for _, i := range send {
 		if err, ok := failed[i]; ok {
-			results[i] = gate.Result{Outcome: gate.NotAdmitted}
+			results[i] = transport.Result{Outcome: transport.NotAdmitted}
 			unsent = append(unsent, batch[i])
 			if first == nil {
-				first = fmt.Errorf("%w: item %d: %w", gate.ErrEnqueue, i, err)
+				first = fmt.Errorf("%w: item %d: %w", transport.ErrEnqueue, i, err)
 			}
 		}
 	}
@@ -131,13 +130,13 @@ func (in *Intake) AdmitBatch(ctx context.Context, batch []gate.Admission) ([]gat
 }
 
 // reserve is the gate's ReserveBatch unless the breaker knows Redis is down.
-func (in *Intake) reserve(ctx context.Context, batch []gate.Admission) ([]gate.Result, error) {
+func (in *Admitter) reserve(ctx context.Context, batch []transport.Admission) ([]transport.Result, error) {
 	b := in.cfg.RedisBreaker
 	if b != nil && b.State() == breaker.Open {
-		return nil, fmt.Errorf("%w: circuit breaker open", gate.ErrRedis)
+		return nil, fmt.Errorf("%w: circuit breaker open", redisstream.ErrRedis)
 	}
 	results, err := in.gate.ReserveBatch(ctx, batch)
-	if b != nil && errors.Is(err, gate.ErrRedis) {
+	if b != nil && errors.Is(err, redisstream.ErrRedis) {
 		b.Check(ctx, err)
 	}
 	return results, err
@@ -147,7 +146,7 @@ func (in *Intake) reserve(ctx context.Context, batch []gate.Admission) ([]gate.R
 // are duplicates, and so is a key repeated within the batch. The lookup is
 // best effort: if Postgres cannot answer either, every event is sent and the
 // worker's UNIQUE constraint keeps one per key.
-func (in *Intake) admitWithoutRedis(ctx context.Context, batch []gate.Admission) []gate.Result {
+func (in *Admitter) admitWithoutRedis(ctx context.Context, batch []transport.Admission) []transport.Result {
 	keys := make([]string, len(batch))
 	for i, a := range batch {
 		keys[i] = a.IdempotencyKey
@@ -156,26 +155,26 @@ func (in *Intake) admitWithoutRedis(ctx context.Context, batch []gate.Admission)
 	if err != nil {
 		stored = nil
 	}
-	results := make([]gate.Result, len(batch))
+	results := make([]transport.Result, len(batch))
 	first := make(map[string]string, len(batch))
 	for i, a := range batch {
 		if id, ok := stored[a.IdempotencyKey]; ok {
-			results[i] = gate.Result{Outcome: gate.Duplicate, EventID: id.String()}
+			results[i] = transport.Result{Outcome: transport.Duplicate, EventID: id.String()}
 			continue
 		}
 		if id, ok := first[a.IdempotencyKey]; ok {
-			results[i] = gate.Result{Outcome: gate.Duplicate, EventID: id}
+			results[i] = transport.Result{Outcome: transport.Duplicate, EventID: id}
 			continue
 		}
 		first[a.IdempotencyKey] = a.EventID
-		results[i] = gate.Result{Outcome: gate.Accepted, EventID: a.EventID, StreamID: a.EventID}
+		results[i] = transport.Result{Outcome: transport.Accepted, EventID: a.EventID, MessageID: a.EventID}
 	}
 	return results
 }
 
 // send publishes the listed items, at most PublishParallelMax at a time, and
 // returns the error of each one that failed.
-func (in *Intake) send(batch []gate.Admission, items []int) map[int]error {
+func (in *Admitter) send(batch []transport.Admission, items []int) map[int]error {
 	var (
 		mu     sync.Mutex
 		failed = map[int]error{}
@@ -205,7 +204,7 @@ func (in *Intake) send(batch []gate.Admission, items []int) map[int]error {
 // release frees the reservations of unsent events, retrying a few times:
 // a key left behind would answer Duplicate to the client's retry of an event
 // that was never queued.
-func (in *Intake) release(unsent []gate.Admission) {
+func (in *Admitter) release(unsent []transport.Admission) {
 	var err error
 	for attempt := range releaseAttempts {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -222,11 +221,11 @@ func (in *Intake) release(unsent []gate.Admission) {
 }
 
 // Pending is the gate's pending marker of an event.
-func (in *Intake) Pending(ctx context.Context, eventID string) (map[string]string, bool, error) {
+func (in *Admitter) Pending(ctx context.Context, eventID string) (map[string]string, bool, error) {
 	return in.gate.Pending(ctx, eventID)
 }
 
-func toMessage(a gate.Admission) (*message.Message, error) {
+func toMessage(a transport.Admission) (*message.Message, error) {
 	msg := message.NewMessage(a.MessageUUID, a.Payload)
 	if a.MetadataJSON != "" {
 		if err := json.Unmarshal([]byte(a.MetadataJSON), &msg.Metadata); err != nil {

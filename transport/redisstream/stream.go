@@ -1,7 +1,4 @@
-// Package queue owns the transport of ingested events: topic names, the
-// Redis Streams message layout, and the construction of publishers and
-// subscribers on it. It knows nothing of what the messages mean.
-package queue
+package redisstream
 
 import (
 	"context"
@@ -12,18 +9,11 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
-	"github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
+	wmredisstream "github.com/ThreeDotsLabs/watermill-redisstream/pkg/redisstream"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
-)
 
-// Names on the outside contract (DESIGN.md).
-const (
-	EventsTopic   = "daybook.events"
-	DeadTopic     = "daybook.events.dlq"
-	ConsumerGroup = "daybook-worker"
-	// ProjectionsGroup consumes daybook.log for the asynchronous projections.
-	ProjectionsGroup = "daybook-projections"
+	"github.com/daybook/daybook/transport"
 )
 
 // Message fields on a Redis stream entry. The gate's Lua script writes the
@@ -34,29 +24,10 @@ const (
 	FieldMetadata = "metadata"
 )
 
-// MetaDecodeError is set on a message whose stream entry was malformed, so the
-// handler fails it (and it reaches the dead-letter queue) instead of the
-// subscriber choking on it.
-const MetaDecodeError = "daybook_decode_error"
-
-// Topics are the prefixed stream names one deployment (or one test) uses.
-type Topics struct {
-	Prefix string
-}
-
-// Events is the work stream.
-func (t Topics) Events() string { return t.Prefix + EventsTopic }
-
-// Dead is the dead-letter stream.
-func (t Topics) Dead() string { return t.Prefix + DeadTopic }
-
-// Named prefixes any other topic.
-func (t Topics) Named(topic string) string { return t.Prefix + topic }
-
 // Marshaller writes and reads the three-field layout.
 type Marshaller struct{}
 
-var _ redisstream.MarshallerUnmarshaller = Marshaller{}
+var _ wmredisstream.MarshallerUnmarshaller = Marshaller{}
 
 // Marshal encodes msg as uuid, payload and JSON metadata.
 func (Marshaller) Marshal(_ string, msg *message.Message) (map[string]any, error) {
@@ -69,7 +40,7 @@ func (Marshaller) Marshal(_ string, msg *message.Message) (map[string]any, error
 
 // Unmarshal never fails: watermill-redisstream v1.4.5 stops the whole
 // subscriber on an unmarshal error, so one malformed entry would halt the
-// queue. A malformed entry becomes a message flagged with MetaDecodeError.
+// queue. A malformed entry becomes a message flagged with transport.MetaDecodeError.
 func (Marshaller) Unmarshal(values map[string]any) (*message.Message, error) {
 	id, _ := values[FieldUUID].(string)
 	problem := ""
@@ -93,7 +64,7 @@ func (Marshaller) Unmarshal(values map[string]any) (*message.Message, error) {
 		problem = "stream entry has no payload field"
 	}
 	if problem != "" {
-		msg.Metadata.Set(MetaDecodeError, problem)
+		msg.Metadata.Set(transport.MetaDecodeError, problem)
 	}
 	return msg, nil
 }
@@ -101,7 +72,7 @@ func (Marshaller) Unmarshal(values map[string]any) (*message.Message, error) {
 // NewRedisPublisher publishes with the three-field layout. Streams listed in
 // maxlens are trimmed (approximately) to that length; others are never trimmed.
 func NewRedisPublisher(client redis.UniversalClient, maxlens map[string]int64, logger watermill.LoggerAdapter) (message.Publisher, error) {
-	pub, err := redisstream.NewPublisher(redisstream.PublisherConfig{
+	pub, err := wmredisstream.NewPublisher(wmredisstream.PublisherConfig{
 		Client: client, Marshaller: Marshaller{}, Maxlens: maxlens,
 	}, logger)
 	if err != nil {
@@ -110,25 +81,11 @@ func NewRedisPublisher(client redis.UniversalClient, maxlens map[string]int64, l
 	return pub, nil
 }
 
-// Sender adapts a watermill publisher to plain arguments, for code that must
-// not depend on watermill (replay).
-type Sender struct{ Pub message.Publisher }
-
-// Publish sends one message to topic.
-func (s Sender) Publish(ctx context.Context, topic, messageUUID string, payload []byte, metadata map[string]string) error {
-	msg := message.NewMessage(messageUUID, payload)
-	for k, v := range metadata {
-		msg.Metadata.Set(k, v)
-	}
-	msg.SetContext(ctx)
-	return s.Pub.Publish(topic, msg)
-}
-
 // SubscriberConfig configures one stream consumer.
 type SubscriberConfig struct {
 	// Consumer is the consumer's name in the group; keep it stable across restarts.
 	Consumer string
-	// Group is the consumer group; default ConsumerGroup.
+	// Group is the consumer group; default transport.WorkGroup.
 	Group string
 	// ClaimIdle is how long a delivered, unacknowledged message waits before
 	// this consumer claims it from a consumer that went away.
@@ -136,19 +93,40 @@ type SubscriberConfig struct {
 	// ShouldClaim, when set, vetoes claims of messages idle for ClaimIdle
 	// (for example those a live consumer of this process is still handling).
 	ShouldClaim func(redis.XPendingExt) bool
+	// OnRead, when set, is told the uuid of every message the subscriber
+	// reads (or claims), before it is handed to a handler.
+	OnRead func(uuid string)
 }
 
-// NewRedisSubscriber consumes with group ConsumerGroup. It takes its own
+// readTracker is the Marshaller telling OnRead what it decoded.
+type readTracker struct {
+	Marshaller
+	onRead func(uuid string)
+}
+
+func (r readTracker) Unmarshal(values map[string]any) (*message.Message, error) {
+	msg, err := r.Marshaller.Unmarshal(values)
+	if err == nil {
+		r.onRead(msg.UUID)
+	}
+	return msg, err
+}
+
+// NewRedisSubscriber consumes with cfg.Group. It takes its own
 // client because the subscriber closes its client when it closes.
 func NewRedisSubscriber(opts *redis.Options, cfg SubscriberConfig, logger watermill.LoggerAdapter) (message.Subscriber, error) {
 	if cfg.Group == "" {
-		cfg.Group = ConsumerGroup
+		cfg.Group = transport.WorkGroup
+	}
+	var unmarshaller wmredisstream.MarshallerUnmarshaller = Marshaller{}
+	if cfg.OnRead != nil {
+		unmarshaller = readTracker{onRead: cfg.OnRead}
 	}
 	own := *opts
 	own.PoolSize = 4 // one blocking read, acks, claims: many consumers must not each hold a large pool
-	sub, err := redisstream.NewSubscriber(redisstream.SubscriberConfig{
+	sub, err := wmredisstream.NewSubscriber(wmredisstream.SubscriberConfig{
 		Client:        redis.NewClient(&own),
-		Unmarshaller:  Marshaller{},
+		Unmarshaller:  unmarshaller,
 		Consumer:      cfg.Consumer,
 		ConsumerGroup: cfg.Group,
 		// A nacked message is only re-sent after a pause: redisstream would
@@ -193,7 +171,7 @@ func HandBackPending(ctx context.Context, client redis.UniversalClient, stream s
 	total := 0
 	for _, consumer := range consumers {
 		pending, err := client.XPendingExt(ctx, &redis.XPendingExtArgs{
-			Stream: stream, Group: ConsumerGroup, Start: "-", End: "+", Count: pendingScanMax, Consumer: consumer,
+			Stream: stream, Group: transport.WorkGroup, Start: "-", End: "+", Count: pendingScanMax, Consumer: consumer,
 		}).Result()
 		if err != nil {
 			if strings.HasPrefix(err.Error(), "NOGROUP") {
@@ -204,7 +182,7 @@ func HandBackPending(ctx context.Context, client redis.UniversalClient, stream s
 		if len(pending) == 0 {
 			continue
 		}
-		args := []any{"XCLAIM", stream, ConsumerGroup, consumer, 0}
+		args := []any{"XCLAIM", stream, transport.WorkGroup, consumer, 0}
 		for _, p := range pending {
 			args = append(args, p.ID)
 		}
