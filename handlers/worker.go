@@ -17,7 +17,6 @@ import (
 	"github.com/daybook/daybook/archive"
 	"github.com/daybook/daybook/breaker"
 	"github.com/daybook/daybook/deadletter"
-	"github.com/daybook/daybook/eventstore"
 	"github.com/daybook/daybook/ingest"
 	"github.com/daybook/daybook/observability"
 	"github.com/daybook/daybook/replay"
@@ -174,7 +173,12 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}()
 
-	services := w.maintenance()
+	services, err := w.maintenance()
+	if err != nil {
+		_ = router.Close()
+		<-routerDone
+		return err
+	}
 	for _, s := range services {
 		s.Start(context.WithoutCancel(ctx))
 	}
@@ -215,11 +219,16 @@ type service interface {
 	Stop()
 }
 
-// maintenance builds the worker's background services: the stuck-event
-// rescuer, the gauges, the transport's own (trimming a stream) and the
-// scheduled reconciliation (when an interval is set).
-func (w *Worker) maintenance() []service {
+// maintenance builds the worker's background services: the outbox relay,
+// the stuck-event rescuer, the gauges, the transport's own (trimming a
+// stream) and the scheduled reconciliation (when an interval is set).
+func (w *Worker) maintenance() ([]service, error) {
+	relay, err := newRelay(w.deps.Pool, w.deps.Log.LogPublisher(), w.cfg.ShutdownTimeout, w.deps.Logger)
+	if err != nil {
+		return nil, err
+	}
 	services := []service{
+		relay,
 		newRescuer(w.replayer, w.cfg.StuckAfter, w.cfg.RescueInterval, w.cfg.Now, w.deps.Metrics, w.deps.Logger),
 		newGauges(w.deps.Pool, w.deps.Work, w.dead, w.cfg.GaugeInterval, w.deps.Metrics, w.deps.Logger),
 	}
@@ -229,7 +238,7 @@ func (w *Worker) maintenance() []service {
 	if w.cfg.ReconcileInterval > 0 {
 		services = append(services, newReconciler(w.deps.Pool, w.cfg.ReconcileInterval, w.deps.Metrics, w.deps.Logger))
 	}
-	return services
+	return services, nil
 }
 
 // middlewares is the chain every consumer runs, outermost first. The drain
@@ -270,8 +279,8 @@ func (w *Worker) middlewares(source string, withDedup bool) ([]message.HandlerMi
 	return append(chain, poison, retry.Middleware, middleware.Recoverer, w.breaker.Middleware), nil
 }
 
-// newRouter builds the router: the work consumers, the event-log projector,
-// the movers of what the wire redrove, and the outbox relay.
+// newRouter builds the router: the work consumers, the event-log projector
+// and the movers of what the wire redrove.
 func (w *Worker) newRouter() (*message.Router, error) {
 	wmLogger := watermill.NewSlogLogger(w.deps.Logger)
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: w.cfg.ShutdownTimeout}, wmLogger)
@@ -300,9 +309,6 @@ func (w *Worker) newRouter() (*message.Router, error) {
 	for _, c := range redriven {
 		h := router.AddConsumerHandler(c.Name, c.Topic, c.Subscriber, w.moveRedriven(c))
 		h.AddMiddleware(append(c.Middleware, w.drain.Middleware, correlation, markShutdown, w.breaker.Middleware)...)
-	}
-	if err := eventstore.NewRelay(w.deps.Pool, w.deps.Log.LogPublisher(), router, wmLogger, eventstore.RelayConfig{}); err != nil {
-		return nil, err
 	}
 	return router, nil
 }
