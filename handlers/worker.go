@@ -176,7 +176,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	services, err := w.maintenance()
 	if err != nil {
 		_ = router.Close()
-		<-routerDone
+		_ = <-routerDone // the error that matters is maintenance's
 		return err
 	}
 	for _, s := range services {
