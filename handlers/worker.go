@@ -160,6 +160,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	services, err := w.maintenance()
+	if err != nil {
+		return err
+	}
 	w.coalescer = newCoalescer(w.processor, w.deps.Metrics.BatchSize, w.cfg.Flushers, w.cfg.BatchMax, w.cfg.AttemptTimeout)
 	defer w.coalescer.stop() // after the router: no consumer hands anything over any more
 
@@ -173,12 +177,6 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}()
 
-	services, err := w.maintenance()
-	if err != nil {
-		_ = router.Close()
-		_ = <-routerDone // the error that matters is maintenance's
-		return err
-	}
 	for _, s := range services {
 		s.Start(context.WithoutCancel(ctx))
 	}
