@@ -36,6 +36,7 @@ lint:
 # (rate limit off, its own Redis key prefix), which stops itself.
 bench: services build
 	$(GO) test -run '^$$' -bench Admit -benchtime 2s ./transport/redisstream/
+	$(GO) test -run '^$$' -bench Relay -benchtime 3x ./eventstore/
 	scripts/bench-ingest.sh
 	scripts/bench-ledger.sh
 

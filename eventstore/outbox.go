@@ -12,7 +12,6 @@ import (
 	"github.com/ThreeDotsLabs/watermill/components/forwarder"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // outboxTopic is the forwarder's topic; its messages live in table outbox.
@@ -28,10 +27,7 @@ const (
 
 func outboxTable(string) string { return "outbox" }
 
-var (
-	outboxSchema  = wsql.PostgreSQLQueueSchema{GenerateMessagesTableName: outboxTable, GeneratePayloadType: func(string) string { return "JSON" }}
-	outboxOffsets = wsql.PostgreSQLQueueOffsetsAdapter{DeleteOnAck: true, GenerateMessagesTableName: outboxTable}
-)
+var outboxSchema = wsql.PostgreSQLQueueSchema{GenerateMessagesTableName: outboxTable, GeneratePayloadType: func(string) string { return "JSON" }}
 
 // LogMessage is the payload published on LogTopic for each appended event.
 type LogMessage struct {
@@ -74,39 +70,6 @@ func publishTx(ctx context.Context, tx pgx.Tx, recorded []*Recorded) error {
 	}
 	if err := out.Publish(LogTopic, msgs...); err != nil {
 		return fmt.Errorf("write outbox: %w", err)
-	}
-	return nil
-}
-
-// RelayConfig configures the outbox relay.
-type RelayConfig struct {
-	// PollInterval is how often an idle relay looks for new outbox rows.
-	PollInterval time.Duration
-}
-
-// NewRelay registers on router a forwarder that moves outbox messages to
-// their destination topic through out, deleting each row once published.
-// Publishing is at-least-once: consumers of LogTopic deduplicate by event id.
-func NewRelay(pool *pgxpool.Pool, out message.Publisher, router *message.Router, logger watermill.LoggerAdapter, cfg RelayConfig) error {
-	if cfg.PollInterval == 0 {
-		cfg.PollInterval = 100 * time.Millisecond
-	}
-	sub, err := wsql.NewSubscriber(wsql.BeginnerFromPgx(pool), wsql.SubscriberConfig{
-		SchemaAdapter:    outboxSchema,
-		OffsetsAdapter:   outboxOffsets,
-		PollInterval:     cfg.PollInterval,
-		InitializeSchema: false, // the table comes from migrations
-	}, logger)
-	if err != nil {
-		return fmt.Errorf("outbox subscriber: %w", err)
-	}
-	_, err = forwarder.NewForwarder(sub, out, logger, forwarder.Config{
-		ForwarderTopic: outboxTopic,
-		HandlerName:    "outbox_relay",
-		Router:         router,
-	})
-	if err != nil {
-		return fmt.Errorf("outbox forwarder: %w", err)
 	}
 	return nil
 }

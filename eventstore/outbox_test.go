@@ -3,7 +3,10 @@ package eventstore_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -146,14 +149,15 @@ func TestRelay_PublishesEachAppendedEventToTheLogTopicAndEmptiesTheOutbox(t *tes
 	published, err := out.Subscribe(ctx, eventstore.LogTopic)
 	require.NoError(t, err)
 
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: 5 * time.Second}, logger)
-	require.NoError(t, err)
-	require.NoError(t, eventstore.NewRelay(pool, out, router, logger, eventstore.RelayConfig{PollInterval: 10 * time.Millisecond}))
-	runDone := make(chan error, 1)
-	go func() { runDone <- router.Run(context.Background()) }()
+	relayCtx, stopRelay := context.WithCancel(context.Background())
+	relayDone := make(chan struct{})
+	go func() {
+		defer close(relayDone)
+		eventstore.NewRelay(pool, out, eventstore.RelayConfig{PollInterval: 10 * time.Millisecond}).Run(relayCtx)
+	}()
 	defer func() {
-		require.NoError(t, router.Close())
-		require.NoError(t, <-runDone)
+		stopRelay()
+		<-relayDone
 	}()
 
 	for i := range recorded {
@@ -173,4 +177,104 @@ func TestRelay_PublishesEachAppendedEventToTheLogTopicAndEmptiesTheOutbox(t *tes
 		n, err := eventstore.Backlog(ctx, pool)
 		return err == nil && n == 0
 	}, 10*time.Second, 10*time.Millisecond, "published rows are deleted from the outbox")
+}
+
+// recordingPublisher records what it publishes, in order; it fails while
+// failing is set.
+type recordingPublisher struct {
+	mu        sync.Mutex
+	published []string // event ids
+	calls     int
+	failing   bool
+}
+
+func (p *recordingPublisher) Publish(topic string, msgs ...*message.Message) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls++
+	if p.failing {
+		return errors.New("broker down")
+	}
+	if topic != eventstore.LogTopic {
+		return fmt.Errorf("unexpected topic %q", topic)
+	}
+	for _, m := range msgs {
+		p.published = append(p.published, m.UUID)
+	}
+	return nil
+}
+
+func (p *recordingPublisher) Close() error { return nil }
+
+// Rows written through watermill's forwarder publisher are relayed in
+// batches: two relays at once publish every row exactly once, in offset
+// order, one Publish call per batch.
+func TestRelay_TwoRelaysPublishEveryRowOnceInOffsetOrder(t *testing.T) {
+	t.Parallel()
+	pool := testdb.New(t)
+	var want []string
+	for s := range 4 {
+		events := make([]eventstore.NewEvent, 250)
+		for i := range events {
+			events[i] = event("bench.event", fmt.Sprintf(`{"s":%d,"i":%d}`, s, i))
+		}
+		recorded, err := appendCommitted(t, pool, fmt.Sprintf("s%d", s), eventstore.ExpectNew, events...)
+		require.NoError(t, err)
+		for _, r := range recorded {
+			want = append(want, r.EventID.String())
+		}
+	}
+	out := &recordingPublisher{}
+	relays := []*eventstore.Relay{
+		eventstore.NewRelay(pool, out, eventstore.RelayConfig{BatchMax: 64}),
+		eventstore.NewRelay(pool, out, eventstore.RelayConfig{BatchMax: 64}),
+	}
+	var wg sync.WaitGroup
+	for _, r := range relays {
+		wg.Go(func() {
+			for {
+				n, err := r.RunOnce(t.Context())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if n == 0 {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	require.Equal(t, want, out.published, "each row once, in the order of the log")
+	require.LessOrEqual(t, out.calls, 1000/64+2+2, "one Publish call per batch")
+	n, err := eventstore.Backlog(t.Context(), pool)
+	require.NoError(t, err)
+	require.Zero(t, n)
+}
+
+// A batch whose publish fails is rolled back whole: nothing is deleted, and
+// the next run publishes it all.
+func TestRelay_FailedPublishKeepsTheBatchForTheNextRun(t *testing.T) {
+	t.Parallel()
+	pool := testdb.New(t)
+	recorded, err := appendCommitted(t, pool, "s", eventstore.ExpectNew, event("a", `{}`), event("b", `{}`), event("c", `{}`))
+	require.NoError(t, err)
+	out := &recordingPublisher{failing: true}
+	relay := eventstore.NewRelay(pool, out, eventstore.RelayConfig{BatchMax: 2})
+
+	_, err = relay.RunOnce(t.Context())
+	require.ErrorContains(t, err, "broker down")
+	n, err := eventstore.Backlog(t.Context(), pool)
+	require.NoError(t, err)
+	require.EqualValues(t, 3, n, "nothing deleted")
+
+	out.failing = false
+	for {
+		n, err := relay.RunOnce(t.Context())
+		require.NoError(t, err)
+		if n == 0 {
+			break
+		}
+	}
+	require.Equal(t, []string{recorded[0].EventID.String(), recorded[1].EventID.String(), recorded[2].EventID.String()}, out.published)
 }

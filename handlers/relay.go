@@ -4,37 +4,26 @@ import (
 	"context"
 	"log/slog"
 	"sync"
-	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/daybook/daybook/eventstore"
 )
 
-// relay moves the outbox to the event log (eventstore.NewRelay) on a router
-// of its own, so that it starts and stops like the other services and the
-// consumers' router carries consumers only. A relay that stops by itself is
-// logged; the outbox keeps its rows until the next start.
+// relay runs the outbox relay (eventstore.Relay) as a service: it starts and
+// stops with the rescuer, gauges and reconciler. The outbox keeps its rows
+// while it is stopped.
 type relay struct {
-	router *message.Router
-	logger *slog.Logger
+	relay *eventstore.Relay
 
-	mu   sync.Mutex
-	done chan struct{}
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
-func newRelay(pool *pgxpool.Pool, out message.Publisher, closeTimeout time.Duration, logger *slog.Logger) (*relay, error) {
-	wmLogger := watermill.NewSlogLogger(logger)
-	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: closeTimeout}, wmLogger)
-	if err != nil {
-		return nil, err
-	}
-	if err := eventstore.NewRelay(pool, out, router, wmLogger, eventstore.RelayConfig{}); err != nil {
-		return nil, err
-	}
-	return &relay{router: router, logger: logger}, nil
+func newRelay(pool *pgxpool.Pool, out message.Publisher, logger *slog.Logger) *relay {
+	return &relay{relay: eventstore.NewRelay(pool, out, eventstore.RelayConfig{Logger: logger})}
 }
 
 // Start runs the relay until Stop.
@@ -44,24 +33,22 @@ func (r *relay) Start(ctx context.Context) {
 	if r.done != nil {
 		return
 	}
+	ctx, r.cancel = context.WithCancel(ctx)
 	r.done = make(chan struct{})
 	go func() {
 		defer close(r.done)
-		if err := r.router.Run(ctx); err != nil {
-			r.logger.Error("outbox relay stopped", "error", err)
-		}
+		r.relay.Run(ctx)
 	}()
 }
 
-// Stop closes the relay's router and waits for it; safe before Start.
+// Stop ends the relay after its batch in progress; safe before Start.
 func (r *relay) Stop() {
 	r.mu.Lock()
-	done := r.done
+	cancel, done := r.cancel, r.done
 	r.mu.Unlock()
-	if err := r.router.Close(); err != nil {
-		r.logger.Warn("close outbox relay", "error", err)
+	if cancel == nil {
+		return
 	}
-	if done != nil {
-		<-done
-	}
+	cancel()
+	<-done
 }

@@ -160,10 +160,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	services, err := w.maintenance()
-	if err != nil {
-		return err
-	}
+	services := w.maintenance()
 	w.coalescer = newCoalescer(w.processor, w.deps.Metrics.BatchSize, w.cfg.Flushers, w.cfg.BatchMax, w.cfg.AttemptTimeout)
 	defer w.coalescer.stop() // after the router: no consumer hands anything over any more
 
@@ -220,13 +217,9 @@ type service interface {
 // maintenance builds the worker's background services: the outbox relay,
 // the stuck-event rescuer, the gauges, the transport's own (trimming a
 // stream) and the scheduled reconciliation (when an interval is set).
-func (w *Worker) maintenance() ([]service, error) {
-	relay, err := newRelay(w.deps.Pool, w.deps.Log.LogPublisher(), w.cfg.ShutdownTimeout, w.deps.Logger)
-	if err != nil {
-		return nil, err
-	}
+func (w *Worker) maintenance() []service {
 	services := []service{
-		relay,
+		newRelay(w.deps.Pool, w.deps.Log.LogPublisher(), w.deps.Logger),
 		newRescuer(w.replayer, w.cfg.StuckAfter, w.cfg.RescueInterval, w.cfg.Now, w.deps.Metrics, w.deps.Logger),
 		newGauges(w.deps.Pool, w.deps.Work, w.dead, w.cfg.GaugeInterval, w.deps.Metrics, w.deps.Logger),
 	}
@@ -236,7 +229,7 @@ func (w *Worker) maintenance() ([]service, error) {
 	if w.cfg.ReconcileInterval > 0 {
 		services = append(services, newReconciler(w.deps.Pool, w.cfg.ReconcileInterval, w.deps.Metrics, w.deps.Logger))
 	}
-	return services, nil
+	return services
 }
 
 // middlewares is the chain every consumer runs, outermost first. The drain

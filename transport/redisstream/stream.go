@@ -276,3 +276,50 @@ func EnsureGroup(ctx context.Context, client redis.UniversalClient, stream, grou
 	}
 	return true, nil
 }
+
+// PipelinedPublisher appends the messages of one Publish call to the stream
+// in one round trip (a pipeline of XADDs, in order), where watermill's
+// publisher makes one round trip per message. The outbox relay publishes a
+// batch per call. Streams listed in maxlens are trimmed approximately to that
+// length. It does not own its client.
+type PipelinedPublisher struct {
+	client  redis.UniversalClient
+	maxlens map[string]int64
+}
+
+// NewPipelinedPublisher publishes on client with the three-field layout.
+func NewPipelinedPublisher(client redis.UniversalClient, maxlens map[string]int64) *PipelinedPublisher {
+	return &PipelinedPublisher{client: client, maxlens: maxlens}
+}
+
+// pipelineTimeout bounds one Publish call.
+const pipelineTimeout = 10 * time.Second
+
+// Publish implements message.Publisher: all of msgs are appended, or an error
+// says that some may not be (publishing is at least once).
+func (p *PipelinedPublisher) Publish(topic string, msgs ...*message.Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(msgs[0].Context()), pipelineTimeout)
+	defer cancel()
+	pipe := p.client.Pipeline()
+	for _, msg := range msgs {
+		values, err := Marshaller{}.Marshal(topic, msg)
+		if err != nil {
+			return fmt.Errorf("message %s: %w", msg.UUID, err)
+		}
+		args := &redis.XAddArgs{Stream: topic, Values: values}
+		if maxlen := p.maxlens[topic]; maxlen > 0 {
+			args.MaxLen, args.Approx = maxlen, true
+		}
+		pipe.XAdd(ctx, args)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("append %d messages to %s: %w", len(msgs), topic, err)
+	}
+	return nil
+}
+
+// Close implements message.Publisher; the client belongs to the caller.
+func (p *PipelinedPublisher) Close() error { return nil }

@@ -2,6 +2,7 @@ package redisstream
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -157,4 +158,31 @@ func TestEnsureGroup_RecreatesALostGroupOnly(t *testing.T) {
 	got, err := client.XReadGroup(ctx, &redis.XReadGroupArgs{Group: transport.WorkGroup, Consumer: "c", Streams: []string{stream, ">"}, Count: 10}).Result()
 	require.NoError(t, err)
 	require.Len(t, got[0].Messages, 1, "the group reads from the stream's first entry")
+}
+
+func TestPipelinedPublisher_AppendsABatchInOrderInTheStreamLayout(t *testing.T) {
+	t.Parallel()
+	client, prefix := testredis.New(t)
+	stream := prefix + transport.LogTopic
+	pub := NewPipelinedPublisher(client, map[string]int64{stream: 1000})
+	var sent []*message.Message
+	for i := range 5 {
+		msg := message.NewMessage(fmt.Sprintf("u-%d", i), []byte(fmt.Sprintf(`{"i":%d}`, i)))
+		msg.Metadata.Set("event_type", "x")
+		sent = append(sent, msg)
+	}
+	require.NoError(t, pub.Publish(stream, sent...))
+	require.NoError(t, pub.Publish(stream)) // nothing to send
+
+	entries, err := client.XRange(t.Context(), stream, "-", "+").Result()
+	require.NoError(t, err)
+	require.Len(t, entries, len(sent))
+	for i, e := range entries {
+		got, err := Marshaller{}.Unmarshal(e.Values)
+		require.NoError(t, err)
+		require.Equal(t, sent[i].UUID, got.UUID, "in the order given")
+		require.Equal(t, string(sent[i].Payload), string(got.Payload))
+		require.Equal(t, "x", got.Metadata.Get("event_type"))
+		require.Empty(t, got.Metadata.Get(transport.MetaDecodeError))
+	}
 }

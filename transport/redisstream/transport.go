@@ -65,6 +65,8 @@ type Transport struct {
 	opts *redis.Options
 	cfg  Config
 	pub  message.Publisher
+	// log appends a batch of log messages in one round trip.
+	log *PipelinedPublisher
 
 	lease     *slotLease
 	startedAt time.Time
@@ -92,7 +94,8 @@ func New(client redis.UniversalClient, opts *redis.Options, cfg Config) (*Transp
 	if err != nil {
 		return nil, err
 	}
-	return &Transport{client: client, opts: opts, cfg: cfg, pub: pub, groups: map[string]string{}}, nil
+	log := NewPipelinedPublisher(client, map[string]int64{cfg.Topics.Named(transport.LogTopic): cfg.LogMaxLen})
+	return &Transport{client: client, opts: opts, cfg: cfg, pub: pub, log: log, groups: map[string]string{}}, nil
 }
 
 // Open leases this process's slot and hands back at once what a previous run
@@ -296,7 +299,7 @@ func (t *Transport) Services() []transport.Service {
 
 // LogPublisher is the relay's: its topics land in this deployment's streams.
 func (t *Transport) LogPublisher() message.Publisher {
-	return PrefixedPublisher{Prefix: t.cfg.Topics.Prefix, Pub: t.pub}
+	return PrefixedPublisher{Prefix: t.cfg.Topics.Prefix, Pub: t.log}
 }
 
 // Subscribe reads the log stream in group, as consumer <Name>-<slot>-<consumer>.

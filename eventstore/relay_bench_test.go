@@ -1,0 +1,80 @@
+package eventstore_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/daybook/daybook/eventstore"
+	"github.com/daybook/daybook/internal/testdb"
+	"github.com/daybook/daybook/internal/testredis"
+	"github.com/daybook/daybook/transport/redisstream"
+)
+
+// relayBenchRows is how many outbox rows one iteration drains.
+const relayBenchRows = 5000
+
+// BenchmarkRelay_DrainsTheOutboxToARedisStream fills the outbox, then times
+// the relay publishing every row to a Redis stream and emptying the table.
+func BenchmarkRelay_DrainsTheOutboxToARedisStream(b *testing.B) {
+	pool := testdb.New(b)
+	client, prefix := testredis.New(b)
+	// The worker's log publisher: one pipelined round trip per batch.
+	out := redisstream.PrefixedPublisher{Prefix: prefix, Pub: redisstream.NewPipelinedPublisher(client, nil)}
+	ctx := context.Background()
+	var drained time.Duration
+	for i := range b.N {
+		b.StopTimer()
+		fillOutbox(b, pool, fmt.Sprintf("bench-%d", i), relayBenchRows)
+		b.StartTimer()
+		start := time.Now()
+		stop := runRelay(b, pool, out)
+		require.Eventually(b, func() bool {
+			n, err := eventstore.Backlog(ctx, pool)
+			return err == nil && n == 0
+		}, 5*time.Minute, 5*time.Millisecond)
+		drained += time.Since(start)
+		b.StopTimer()
+		stop()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(relayBenchRows*b.N)/drained.Seconds(), "rows/s")
+}
+
+// fillOutbox appends rows events to one stream, 500 per transaction.
+func fillOutbox(tb testing.TB, pool *pgxpool.Pool, stream string, rows int) {
+	tb.Helper()
+	ctx := context.Background()
+	for version := int64(0); version < int64(rows); version += 500 {
+		events := make([]eventstore.NewEvent, min(500, int64(rows)-version))
+		for i := range events {
+			events[i] = eventstore.NewEvent{Type: "bench.event", Data: json.RawMessage(`{"amount":"12.3400","order_id":"o-1"}`)}
+		}
+		tx, err := pool.Begin(ctx)
+		require.NoError(tb, err)
+		_, err = eventstore.AppendTx(ctx, tx, stream, version, events...)
+		require.NoError(tb, err)
+		require.NoError(tb, tx.Commit(ctx))
+	}
+}
+
+// runRelay starts the relay; stop ends it.
+func runRelay(tb testing.TB, pool *pgxpool.Pool, out message.Publisher) (stop func()) {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		eventstore.NewRelay(pool, out, eventstore.RelayConfig{PollInterval: 10 * time.Millisecond}).Run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
