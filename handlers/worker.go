@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -273,7 +272,7 @@ func (w *Worker) middlewares(source string, withDedup bool) ([]message.HandlerMi
 // newRouter builds the router: the work consumers, the event-log projector
 // and the movers of what the wire redrove.
 func (w *Worker) newRouter() (*message.Router, error) {
-	wmLogger := watermill.NewSlogLogger(w.deps.Logger)
+	wmLogger := transport.Logger(w.deps.Logger)
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: w.cfg.ShutdownTimeout}, wmLogger)
 	if err != nil {
 		return nil, fmt.Errorf("new router: %w", err)

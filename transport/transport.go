@@ -9,7 +9,9 @@ package transport
 
 import (
 	"context"
+	"log/slog"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 )
 
@@ -68,4 +70,12 @@ func (s Sender) Publish(ctx context.Context, topic, messageUUID string, payload 
 	}
 	msg.SetContext(ctx)
 	return s.Pub.Publish(topic, msg)
+}
+
+// Logger adapts logger for watermill, whose routers and subscribers log
+// several Info lines per consumer as they start and stop (1,303 lines for one
+// `daybook run` start and stop with 256 consumers): those go to Debug, and
+// watermill's warnings and errors stay as they are.
+func Logger(logger *slog.Logger) watermill.LoggerAdapter {
+	return watermill.NewSlogLoggerWithLevelMapping(logger, map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
 }

@@ -317,3 +317,14 @@ func TestCommands_MigrateStatusOpenAPIAndDLQ(t *testing.T) {
 	require.Equal(t, 2, cmd.ProcessState.ExitCode())
 	require.Contains(t, string(out), `unknown command "frobnicate"`)
 }
+
+// With 256 consumers watermill logged five Info lines per consumer: 1,303
+// lines for one start and stop. They are Debug now.
+func TestRun_StartAndStopLogAHandfulOfLinesAtInfo(t *testing.T) {
+	t.Parallel()
+	in := newInstance(t, "DAYBOOK_LOG_LEVEL=info", "DAYBOOK_WORKER_CONSUMERS=256")
+	in.start()
+	in.sigterm()
+	lines := strings.Count(in.log.String(), "\n")
+	require.LessOrEqual(t, lines, 30, "start and stop logged %d lines:\n%s", lines, in.log)
+}

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
 
@@ -90,7 +89,7 @@ func New(client redis.UniversalClient, opts *redis.Options, cfg Config) (*Transp
 	if cfg.Name == "" || cfg.Consumers <= 0 || cfg.ClaimIdle <= 0 {
 		return nil, errors.New("redisstream: Name, Consumers and ClaimIdle are required")
 	}
-	pub, err := NewRedisPublisher(client, map[string]int64{cfg.Topics.Named(transport.LogTopic): cfg.LogMaxLen}, watermill.NewSlogLogger(cfg.Logger))
+	pub, err := NewRedisPublisher(client, map[string]int64{cfg.Topics.Named(transport.LogTopic): cfg.LogMaxLen}, transport.Logger(cfg.Logger))
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +153,7 @@ func (t *Transport) Consumers() ([]transport.Consumer, error) {
 		sub, err := NewRedisSubscriber(t.opts, SubscriberConfig{
 			Consumer: name, ClaimIdle: t.cfg.ClaimIdle, ShouldClaim: t.shouldClaim,
 			OnRead: func(uuid string) { t.held.add(name, uuid) },
-		}, watermill.NewSlogLogger(t.cfg.Logger))
+		}, transport.Logger(t.cfg.Logger))
 		if err != nil {
 			return nil, err
 		}
@@ -311,7 +310,7 @@ func (t *Transport) Subscribe(group, consumer string) (transport.Consumer, error
 	}
 	stream := t.cfg.Topics.Named(transport.LogTopic)
 	t.consumes(stream, group)
-	sub, err := NewRedisSubscriber(t.opts, SubscriberConfig{Consumer: t.consumerName(consumer), Group: group, ClaimIdle: t.cfg.ClaimIdle}, watermill.NewSlogLogger(t.cfg.Logger))
+	sub, err := NewRedisSubscriber(t.opts, SubscriberConfig{Consumer: t.consumerName(consumer), Group: group, ClaimIdle: t.cfg.ClaimIdle}, transport.Logger(t.cfg.Logger))
 	if err != nil {
 		return transport.Consumer{}, err
 	}

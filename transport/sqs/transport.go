@@ -69,7 +69,7 @@ func NewTransport(ctx context.Context, q *Queues, cfg TransportConfig) (*Transpo
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	logger := watermill.NewSlogLogger(cfg.Logger)
+	logger := transport.Logger(cfg.Logger)
 	arn, err := q.logTopic(ctx)
 	if err != nil {
 		return nil, err
