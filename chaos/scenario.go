@@ -351,18 +351,26 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // injectWorkerKills: SIGKILL the worker's process group every few seconds
 // (jittered) and restart it at once, until the load ends.
 func injectWorkerKills(load, ctx context.Context, st *stage) error {
-	w := st.workers[0]
+	kills, err := killInTurn(load, ctx, st, st.workers[:1])
+	st.res.fault("%d worker SIGKILLs, each restarted at once", kills)
+	return err
+}
+
+// killInTurn SIGKILLs procs one after another, the first after t.lead and
+// then every t.every (jittered), restarting each at once, until the load
+// ends. It returns how many it killed.
+func killInTurn(load, ctx context.Context, st *stage, procs []*daybookProc) (int, error) {
 	kills := 0
 	for wait := st.t.lead; sleep(load, wait); wait = st.rig.jitter(st.t.every) {
-		_, _, _ = w.halt(syscall.SIGKILL, 5*time.Second) // a SIGKILL's exit status says nothing
+		p := procs[kills%len(procs)]
+		_, _, _ = p.halt(syscall.SIGKILL, 5*time.Second) // a SIGKILL's exit status says nothing
 		kills++
-		st.rig.logf("%s: SIGKILL %s (%d)", st.sc.name, w.name, kills)
-		if err := w.start(ctx); err != nil {
-			return fmt.Errorf("restart %s after SIGKILL %d: %w", w.name, kills, err)
+		st.rig.logf("%s: SIGKILL %s (%d)", st.sc.name, p.name, kills)
+		if err := p.start(ctx); err != nil {
+			return kills, fmt.Errorf("restart %s after SIGKILL %d: %w", p.name, kills, err)
 		}
 	}
-	st.res.fault("%d worker SIGKILLs, each restarted at once", kills)
-	return nil
+	return kills, nil
 }
 
 // injectAPIKills: SIGKILL the API process every few seconds (jittered) and
@@ -371,17 +379,9 @@ func injectWorkerKills(load, ctx context.Context, st *stage) error {
 // the client knowing. The clients retry with the same keys, so every unknown
 // outcome must still end exactly once.
 func injectAPIKills(load, ctx context.Context, st *stage) error {
-	kills := 0
-	for wait := st.t.lead; sleep(load, wait); wait = st.rig.jitter(st.t.every) {
-		_, _, _ = st.api.halt(syscall.SIGKILL, 5*time.Second) // a SIGKILL's exit status says nothing
-		kills++
-		st.rig.logf("%s: SIGKILL %s (%d)", st.sc.name, st.api.name, kills)
-		if err := st.api.start(ctx); err != nil {
-			return fmt.Errorf("restart %s after SIGKILL %d: %w", st.api.name, kills, err)
-		}
-	}
+	kills, err := killInTurn(load, ctx, st, st.apis[:1])
 	st.res.fault("%d API SIGKILLs, each restarted at once", kills)
-	return nil
+	return err
 }
 
 // injectRedisRestarts: SIGKILL Redis, keep it down for t.down, start it again
@@ -420,18 +420,9 @@ func injectScaleOutKills(load, ctx context.Context, st *stage) error {
 			order = append(order, st.workers[i])
 		}
 	}
-	kills := 0
-	for wait := st.t.lead; sleep(load, wait); wait = st.rig.jitter(st.t.every) {
-		p := order[kills%len(order)]
-		_, _, _ = p.halt(syscall.SIGKILL, 5*time.Second) // a SIGKILL's exit status says nothing
-		kills++
-		st.rig.logf("%s: SIGKILL %s (%d)", st.sc.name, p.name, kills)
-		if err := p.start(ctx); err != nil {
-			return fmt.Errorf("restart %s after SIGKILL %d: %w", p.name, kills, err)
-		}
-	}
+	kills, err := killInTurn(load, ctx, st, order)
 	st.res.fault("%d SIGKILLs over %d APIs and %d workers, each restarted at once", kills, len(st.apis), len(st.workers))
-	return nil
+	return err
 }
 
 // injectRedisGone: after t.lead, SIGKILL the stage's Redis and never start it

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/daybook/daybook/eventstore"
+	"github.com/daybook/daybook/internal/periodic"
 	"github.com/daybook/daybook/internal/testdb"
 )
 
@@ -149,16 +150,9 @@ func TestRelay_PublishesEachAppendedEventToTheLogTopicAndEmptiesTheOutbox(t *tes
 	published, err := out.Subscribe(ctx, eventstore.LogTopic)
 	require.NoError(t, err)
 
-	relayCtx, stopRelay := context.WithCancel(context.Background())
-	relayDone := make(chan struct{})
-	go func() {
-		defer close(relayDone)
-		eventstore.NewRelay(pool, out, eventstore.RelayConfig{PollInterval: 10 * time.Millisecond}).Run(relayCtx)
-	}()
-	defer func() {
-		stopRelay()
-		<-relayDone
-	}()
+	relay := &periodic.Loop{Interval: 10 * time.Millisecond, Immediate: true, Fn: eventstore.NewRelay(pool, out, eventstore.RelayConfig{}).Drain}
+	relay.Start(context.Background())
+	defer relay.Stop()
 
 	for i := range recorded {
 		select {

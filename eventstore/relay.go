@@ -14,13 +14,13 @@ import (
 
 // RelayConfig configures the outbox relay.
 type RelayConfig struct {
-	// PollInterval is how often an idle relay looks for new outbox rows
-	// (default 100 ms); a relay that found a full batch looks again at once.
-	PollInterval time.Duration
 	// BatchMax bounds the rows one transaction publishes and deletes (default 500).
 	BatchMax int
 	Logger   *slog.Logger
 }
+
+// RelayPollInterval is how often an idle relay looks for new outbox rows.
+const RelayPollInterval = 100 * time.Millisecond
 
 // Relay moves outbox rows to their destination topic in batches: in one
 // transaction it locks the oldest BatchMax rows, publishes them in offset
@@ -44,9 +44,6 @@ type Relay struct {
 
 // NewRelay returns a relay publishing through out.
 func NewRelay(pool *pgxpool.Pool, out message.Publisher, cfg RelayConfig) *Relay {
-	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = 100 * time.Millisecond
-	}
 	if cfg.BatchMax <= 0 {
 		cfg.BatchMax = 500
 	}
@@ -56,26 +53,25 @@ func NewRelay(pool *pgxpool.Pool, out message.Publisher, cfg RelayConfig) *Relay
 	return &Relay{pool: pool, out: out, cfg: cfg}
 }
 
-// relayBatchTimeout bounds one batch; a batch in progress when Run's context
-// ends is finished within it rather than cut (its rows would be published again).
+// relayBatchTimeout bounds one batch. A batch in progress when Drain's
+// context ends is finished within it rather than cut short: its rows would
+// be published again.
 const relayBatchTimeout = 30 * time.Second
 
-// Run relays until ctx ends. Failures are logged and retried after PollInterval.
-func (r *Relay) Run(ctx context.Context) {
+// Drain relays batch after batch while they come full, until ctx ends; run
+// it every RelayPollInterval (a periodic.Loop). A failure is logged, and the
+// next Drain tries again.
+func (r *Relay) Drain(ctx context.Context) {
 	for ctx.Err() == nil {
 		batchCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), relayBatchTimeout)
 		n, err := r.RunOnce(batchCtx)
 		cancel()
 		if err != nil {
 			r.cfg.Logger.Warn("outbox relay", "error", err)
-		}
-		if err == nil && n == r.cfg.BatchMax {
-			continue // more is waiting
-		}
-		select {
-		case <-ctx.Done():
 			return
-		case <-time.After(r.cfg.PollInterval):
+		}
+		if n < r.cfg.BatchMax {
+			return
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/daybook/daybook/eventstore"
+	"github.com/daybook/daybook/internal/periodic"
 	"github.com/daybook/daybook/internal/testdb"
 	"github.com/daybook/daybook/internal/testredis"
 	"github.com/daybook/daybook/transport/redisstream"
@@ -67,14 +68,7 @@ func fillOutbox(tb testing.TB, pool *pgxpool.Pool, stream string, rows int) {
 // runRelay starts the relay; stop ends it.
 func runRelay(tb testing.TB, pool *pgxpool.Pool, out message.Publisher) (stop func()) {
 	tb.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		eventstore.NewRelay(pool, out, eventstore.RelayConfig{PollInterval: 10 * time.Millisecond}).Run(ctx)
-	}()
-	return func() {
-		cancel()
-		<-done
-	}
+	relay := &periodic.Loop{Interval: 10 * time.Millisecond, Immediate: true, Fn: eventstore.NewRelay(pool, out, eventstore.RelayConfig{}).Drain}
+	relay.Start(context.Background())
+	return relay.Stop
 }

@@ -70,7 +70,7 @@ func (streamWire) worker(_ context.Context, a *app, host string) (transport.Work
 }
 
 func (streamWire) publisher(_ context.Context, a *app) (message.Publisher, error) {
-	return redisstream.NewRedisPublisher(a.redis, nil, nil)
+	return redisstream.NewPipelinedPublisher(a.redis, nil), nil
 }
 
 func (streamWire) redrivable(context.Context) (int64, string, error) { return 0, "", nil }

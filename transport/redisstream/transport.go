@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -63,12 +65,13 @@ type Transport struct {
 	// its client when it closes.
 	opts *redis.Options
 	cfg  Config
-	pub  message.Publisher
-	// log appends a batch of log messages in one round trip.
-	log *PipelinedPublisher
+	// pub appends to any stream, a batch in one round trip (the relay's).
+	pub *PipelinedPublisher
 
 	lease     *slotLease
 	startedAt time.Time
+	// names are this process's work consumers (<Name>-<slot>-<i>), set by Open.
+	names []string
 	// held are the messages this process's work consumers have decoded and
 	// not yet handled successfully (in a handler, or waiting to be re-sent
 	// after a nack), for the claim veto.
@@ -89,12 +92,8 @@ func New(client redis.UniversalClient, opts *redis.Options, cfg Config) (*Transp
 	if cfg.Name == "" || cfg.Consumers <= 0 || cfg.ClaimIdle <= 0 {
 		return nil, errors.New("redisstream: Name, Consumers and ClaimIdle are required")
 	}
-	pub, err := NewRedisPublisher(client, map[string]int64{cfg.Topics.Named(transport.LogTopic): cfg.LogMaxLen}, transport.Logger(cfg.Logger))
-	if err != nil {
-		return nil, err
-	}
-	log := NewPipelinedPublisher(client, map[string]int64{cfg.Topics.Named(transport.LogTopic): cfg.LogMaxLen})
-	return &Transport{client: client, opts: opts, cfg: cfg, pub: pub, log: log, groups: map[string]string{}}, nil
+	pub := NewPipelinedPublisher(client, map[string]int64{cfg.Topics.Named(transport.LogTopic): cfg.LogMaxLen})
+	return &Transport{client: client, opts: opts, cfg: cfg, pub: pub, groups: map[string]string{}}, nil
 }
 
 // Open leases this process's slot and hands back at once what a previous run
@@ -105,7 +104,11 @@ func (t *Transport) Open(ctx context.Context) error {
 		return err
 	}
 	t.lease, t.startedAt = lease, time.Now()
-	n, err := HandBackPending(ctx, t.client, t.cfg.Topics.Events(), t.consumerNames(), t.cfg.ClaimIdle+time.Minute)
+	t.names = make([]string, t.cfg.Consumers)
+	for i := range t.names {
+		t.names[i] = t.consumerName(strconv.Itoa(i))
+	}
+	n, err := HandBackPending(ctx, t.client, t.cfg.Topics.Events(), t.names, t.cfg.ClaimIdle+time.Minute)
 	if err != nil {
 		lease.release()
 		return err
@@ -128,16 +131,8 @@ func (t *Transport) Close() error {
 // Slot is this process's leased slot (valid after Open).
 func (t *Transport) Slot() int { return t.lease.slot }
 
-// consumerNames are this process's own (its slot) and stable across clean
+// consumerName is this process's own (its slot) and stable across clean
 // restarts, so a restarted worker finds what its previous run left pending.
-func (t *Transport) consumerNames() []string {
-	names := make([]string, t.cfg.Consumers)
-	for i := range names {
-		names[i] = t.consumerName(fmt.Sprint(i))
-	}
-	return names
-}
-
 func (t *Transport) consumerName(suffix string) string {
 	return fmt.Sprintf("%s-%d-%s", t.cfg.Name, t.lease.slot, suffix)
 }
@@ -149,7 +144,7 @@ func (t *Transport) Consumers() ([]transport.Consumer, error) {
 	}
 	t.consumes(t.cfg.Topics.Events(), transport.WorkGroup)
 	var out []transport.Consumer
-	for _, name := range t.consumerNames() {
+	for _, name := range t.names {
 		sub, err := NewRedisSubscriber(t.opts, SubscriberConfig{
 			Consumer: name, ClaimIdle: t.cfg.ClaimIdle, ShouldClaim: t.shouldClaim,
 			OnRead: func(uuid string) { t.held.add(name, uuid) },
@@ -175,11 +170,7 @@ func (t *Transport) Consumers() ([]transport.Consumer, error) {
 // but the reply never arrived (connection cut, Redis killed), and nothing
 // else would ever take it back.
 func (t *Transport) shouldClaim(xp redis.XPendingExt) bool {
-	own := false
-	for _, name := range t.consumerNames() {
-		own = own || xp.Consumer == name
-	}
-	if !own || xp.Idle > time.Since(t.startedAt) {
+	if !slices.Contains(t.names, xp.Consumer) || xp.Idle > time.Since(t.startedAt) {
 		return true
 	}
 	if t.held.busy(xp.Consumer) {
@@ -298,7 +289,7 @@ func (t *Transport) Services() []transport.Service {
 
 // LogPublisher is the relay's: its topics land in this deployment's streams.
 func (t *Transport) LogPublisher() message.Publisher {
-	return PrefixedPublisher{Prefix: t.cfg.Topics.Prefix, Pub: t.log}
+	return PrefixedPublisher{Prefix: t.cfg.Topics.Prefix, Pub: t.pub}
 }
 
 // Subscribe reads the log stream in group, as consumer <Name>-<slot>-<consumer>.

@@ -54,7 +54,7 @@ func (s *Queues) subscribeLogQueue(ctx context.Context, topicARN, group string) 
 	queue := s.logQueue(group)
 	// The queue's ARN is known only once it exists: create it, then set the
 	// policy that lets the topic send to it.
-	arn, err := s.createPair(ctx, queue, queue+"-dlq", nil)
+	arn, err := s.createPair(ctx, queue, queue+"-dlq")
 	if err != nil {
 		return err
 	}
@@ -115,14 +115,11 @@ type snsMarshaler struct{}
 
 // Marshal implements wmsns.Marshaler.
 func (snsMarshaler) Marshal(topicARN wmsns.TopicArn, msg *message.Message) *awssns.PublishInput {
-	m, err := sqsMarshaler{}.Marshal(msg)
-	attrs := map[string]snstypes.MessageAttributeValue{}
-	if err == nil {
-		for k, v := range m.MessageAttributes {
-			attrs[k] = snstypes.MessageAttributeValue{DataType: v.DataType, StringValue: v.StringValue}
-		}
-	}
 	return &awssns.PublishInput{
-		TargetArn: aws.String(string(topicARN)), Message: aws.String(string(msg.Payload)), MessageAttributes: attrs,
+		TargetArn: aws.String(string(topicARN)), Message: aws.String(string(msg.Payload)),
+		MessageAttributes: map[string]snstypes.MessageAttributeValue{
+			sqsAttrUUID:     {DataType: aws.String("String"), StringValue: aws.String(msg.UUID)},
+			sqsAttrMetadata: {DataType: aws.String("String"), StringValue: aws.String(encodeMetadata(msg.Metadata))},
+		},
 	}
 }

@@ -206,14 +206,14 @@ func (s *Queues) url(ctx context.Context, name string) (string, error) {
 
 // create makes the work queue and its DLQ.
 func (s *Queues) create(ctx context.Context) error {
-	_, err := s.createPair(ctx, s.cfg.Queue, s.cfg.DeadQueue, nil)
+	_, err := s.createPair(ctx, s.cfg.Queue, s.cfg.DeadQueue)
 	return err
 }
 
 // createPair makes the DLQ dead, then queue redriving to it after
-// MaxReceiveCount receives, with attrs besides (a policy). It returns queue's
-// ARN. CreateQueue is idempotent for equal attributes.
-func (s *Queues) createPair(ctx context.Context, queue, dead string, attrs map[string]string) (string, error) {
+// MaxReceiveCount receives. It returns queue's ARN. CreateQueue is
+// idempotent for equal attributes.
+func (s *Queues) createPair(ctx context.Context, queue, dead string) (string, error) {
 	visibility := strconv.Itoa(int(s.cfg.VisibilityTimeout / time.Second))
 	deadOut, err := s.client.CreateQueue(ctx, &awssqs.CreateQueueInput{
 		QueueName:  aws.String(dead),
@@ -230,11 +230,9 @@ func (s *Queues) createPair(ctx context.Context, queue, dead string, attrs map[s
 		"deadLetterTargetArn": deadARN,
 		"maxReceiveCount":     strconv.Itoa(MaxReceiveCount),
 	})
-	all := map[string]string{"RedrivePolicy": string(redrive), "VisibilityTimeout": visibility}
-	for k, v := range attrs {
-		all[k] = v
-	}
-	out, err := s.client.CreateQueue(ctx, &awssqs.CreateQueueInput{QueueName: aws.String(queue), Attributes: all})
+	out, err := s.client.CreateQueue(ctx, &awssqs.CreateQueueInput{
+		QueueName: aws.String(queue), Attributes: map[string]string{"RedrivePolicy": string(redrive), "VisibilityTimeout": visibility},
+	})
 	if err != nil {
 		return "", fmt.Errorf("create sqs queue %q: %w", queue, err)
 	}
@@ -414,23 +412,26 @@ type sqsMarshaler struct{}
 
 // Marshal implements wmsqs.Marshaler.
 func (sqsMarshaler) Marshal(msg *message.Message) (*types.Message, error) {
-	md := make(map[string]string, len(msg.Metadata))
-	for k, v := range msg.Metadata {
-		if !strings.HasPrefix(k, MetaPrefix) {
-			md[k] = v
-		}
-	}
-	encoded, err := json.Marshal(md)
-	if err != nil {
-		return nil, fmt.Errorf("encode metadata: %w", err)
-	}
 	return &types.Message{
 		Body: aws.String(string(msg.Payload)),
 		MessageAttributes: map[string]types.MessageAttributeValue{
 			sqsAttrUUID:     {DataType: aws.String("String"), StringValue: aws.String(msg.UUID)},
-			sqsAttrMetadata: {DataType: aws.String("String"), StringValue: aws.String(string(encoded))},
+			sqsAttrMetadata: {DataType: aws.String("String"), StringValue: aws.String(encodeMetadata(msg.Metadata))},
 		},
 	}, nil
+}
+
+// encodeMetadata is msg's metadata as a JSON object, without the keys that
+// describe one SQS delivery (MetaPrefix).
+func encodeMetadata(metadata message.Metadata) string {
+	md := make(map[string]string, len(metadata))
+	for k, v := range metadata {
+		if !strings.HasPrefix(k, MetaPrefix) {
+			md[k] = v
+		}
+	}
+	encoded, _ := json.Marshal(md) // a map of strings always encodes
+	return string(encoded)
 }
 
 // sqsUnmarshaler reads the SQS layout. Like Marshaller.Unmarshal it never
