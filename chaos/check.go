@@ -339,7 +339,11 @@ func tallyEvents(r *result, events []*eventRecord, s stored) {
 				r.events.lost++
 				r.problem("lost", "event %s was answered with id %s but is stored as %s", rec.key, idList(rec.ids), row.id)
 			}
-			if len(rec.ids) > 1 || rec.admitted > 1 {
+			admittedAgain := len(rec.ids) > 1 || rec.admitted > 1
+			switch {
+			case admittedAgain && r.failOpen && isStored && rec.ids[row.id]:
+				r.events.readmitted++
+			case admittedAgain:
 				r.events.duplicated++
 				r.problem("duplicate", "event %s was admitted %d times (202) with ids %s", rec.key, rec.admitted, idList(rec.ids))
 			}

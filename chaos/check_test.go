@@ -118,6 +118,36 @@ func TestTally_EventProcessedTwiceOrAdmittedTwiceIsDuplicated(t *testing.T) {
 	require.Len(t, r.problems["duplicate"], 2)
 }
 
+// Without Redis the API has no fast duplicate check: a repeat sent before the
+// first copy was stored is admitted again under a new id, and stored once.
+// That is the fail-open contract, not a duplicate; storing it twice would be.
+func TestTally_AdmittedTwiceWhileFailingOpenIsStoredOnce(t *testing.T) {
+	t.Parallel()
+	readmit := func(events []*eventRecord, _ *stored) {
+		events[0].ids["id-1b"] = true
+		events[0].admitted = 2
+	}
+	events, transfers, s := consistent()
+	readmit(events, &s)
+	r := result{failOpen: true}
+	tally(&r, events, transfers, testAccounts, s)
+	require.Empty(t, r.problems)
+	require.Equal(t, 1, r.events.readmitted)
+	require.Zero(t, r.events.duplicated)
+
+	strict := tallyAfter(readmit)
+	require.Equal(t, 1, strict.events.duplicated, "with the fast check in place it is a duplicate")
+
+	events, transfers, s = consistent()
+	readmit(events, &s)
+	e := s.events["e1"]
+	e.logRows = 2
+	s.events["e1"] = e
+	processedTwice := result{failOpen: true}
+	tally(&processedTwice, events, transfers, testAccounts, s)
+	require.Equal(t, 1, processedTwice.events.duplicated, "processed twice is a duplicate even failing open")
+}
+
 func TestTally_RowForAKeyNeverSentIsDuplicated(t *testing.T) {
 	t.Parallel()
 	r := tallyAfter(func(_ []*eventRecord, s *stored) {

@@ -12,6 +12,11 @@ import (
 type result struct {
 	name string
 	wall time.Duration
+	// failOpen: the API admits without its fast duplicate check (SQS mode
+	// with Redis gone), so a repeat sent before the first copy was stored is
+	// answered 202 again, under an id that is never stored; Postgres's
+	// UNIQUE(idempotency_key) stores and processes the event once.
+	failOpen bool
 
 	events struct {
 		sent, accepted, completed, deadLettered, lost, duplicated, stuck int
@@ -22,7 +27,10 @@ type result struct {
 		// accepted (a 503 or a connection failure after the gate took them).
 		storedUnconfirmed int
 		strayLetters      int
-		dupSent, dup200   int64
+		// readmitted were answered 202 more than once while failOpen, and
+		// stored once under one of their ids.
+		readmitted      int
+		dupSent, dup200 int64
 	}
 	transfers struct {
 		sent, ok, refused, lost, duplicated int

@@ -262,6 +262,7 @@ func (rg *rig) scenario(ctx context.Context, sc scenario, res *result) error {
 			accepted = append(accepted, e.key)
 		}
 	}
+	res.failOpen = sc.sqs // Redis, the fast duplicate check, is gone
 	return st.verify(stageCtx, accepted, func(s stored) {
 		tally(res, events, transfers, gen.accounts, s)
 	})
@@ -307,6 +308,9 @@ func (st *stage) verify(ctx context.Context, accepted []string, tallyFn func(sto
 	tallyFn(s)
 	if s.strayLetters > 0 {
 		res.note("%d dead letters name no stored event", s.strayLetters)
+	}
+	if res.events.readmitted > 0 {
+		res.note("%d events were answered 202 twice while Redis was gone (the second id is never stored) and stored and processed once", res.events.readmitted)
 	}
 	if res.events.validDeadLettered > 0 {
 		res.note("%d valid events were dead-lettered (retries used up under the fault)", res.events.validDeadLettered)
