@@ -34,7 +34,7 @@ const (
 // plus the backoffs 1+2+4+8 s = 25 s. Retries and backoffs keep their defaults.
 var daybookSettings = []string{
 	"DAYBOOK_RATE_LIMIT=0",
-	"DAYBOOK_WORKER_CONSUMERS=32",
+	"DAYBOOK_WORKER_CONSUMERS=2",
 	"DAYBOOK_ATTEMPT_TIMEOUT=2s",
 	"DAYBOOK_STUCK_AFTER=5s",
 	"DAYBOOK_RESCUE_INTERVAL=1s",

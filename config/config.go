@@ -63,8 +63,14 @@ type Config struct {
 
 // Worker holds the settings of the queue consumers.
 type Worker struct {
-	// Consumers is how many stream consumers run in parallel in one process.
+	// Consumers is how many stream consumers run in parallel in one process;
+	// each reads Batch entries per round trip and holds up to InFlight.
 	Consumers int
+	Batch     int
+	InFlight  int
+	// Dedup runs the Redis dedup middleware (a pipelined check before and a
+	// record after each message); off, redeliveries are caught by Postgres.
+	Dedup bool
 	// MaxAttempts is how many times an event is tried before it is dead-lettered.
 	MaxAttempts int
 	// RetryBackoff is the first retry delay; it doubles up to RetryBackoffMax.
@@ -167,7 +173,10 @@ func Load(getenv func(string) string) (Config, error) {
 		ShutdownTimeout: duration("DAYBOOK_SHUTDOWN_TIMEOUT", 10*time.Second),
 		LogLevel:        env("DAYBOOK_LOG_LEVEL", "info"),
 		Worker: Worker{
-			Consumers:            integer("DAYBOOK_WORKER_CONSUMERS", 256),
+			Consumers:            integer("DAYBOOK_WORKER_CONSUMERS", 2),
+			Batch:                integer("DAYBOOK_WORKER_BATCH", 256),
+			InFlight:             integer("DAYBOOK_WORKER_IN_FLIGHT", 1024),
+			Dedup:                env("DAYBOOK_WORKER_DEDUP", "on") != "off",
 			MaxAttempts:          integer("DAYBOOK_MAX_ATTEMPTS", 5),
 			RetryBackoff:         duration("DAYBOOK_RETRY_BACKOFF", time.Second),
 			RetryBackoffMax:      duration("DAYBOOK_RETRY_BACKOFF_MAX", 8*time.Second),
@@ -182,7 +191,7 @@ func Load(getenv func(string) string) (Config, error) {
 			Queue:             env("DAYBOOK_SQS_QUEUE", "daybook-events"),
 			DeadQueue:         env("DAYBOOK_SQS_DLQ", "daybook-events-dlq"),
 			VisibilityTimeout: duration("DAYBOOK_SQS_VISIBILITY_TIMEOUT", 30*time.Second),
-			Consumers:         integer("DAYBOOK_SQS_CONSUMERS", 32),
+			Consumers:         integer("DAYBOOK_SQS_CONSUMERS", 8),
 			CreateQueues:      boolean("DAYBOOK_SQS_CREATE_QUEUES"),
 			LogTopic:          env("DAYBOOK_SNS_LOG_TOPIC", "daybook-log"),
 			LogTopicARN:       env("DAYBOOK_SNS_LOG_TOPIC_ARN", ""),
@@ -228,6 +237,10 @@ func (c Config) Validate() error {
 	}
 	if c.LedgerLock != "postgres" && c.LedgerLock != "redis" {
 		errs = append(errs, fmt.Errorf("DAYBOOK_LEDGER_LOCK=%q: want postgres or redis", c.LedgerLock))
+	}
+	if c.Worker.Consumers < 1 || c.Worker.Batch < 1 || c.Worker.InFlight < c.Worker.Batch {
+		errs = append(errs, fmt.Errorf("DAYBOOK_WORKER_CONSUMERS (%d) and DAYBOOK_WORKER_BATCH (%d) must be positive, DAYBOOK_WORKER_IN_FLIGHT (%d) at least the batch",
+			c.Worker.Consumers, c.Worker.Batch, c.Worker.InFlight))
 	}
 	if c.Worker.RetryBackoffMax < c.Worker.RetryBackoff {
 		errs = append(errs, errors.New("DAYBOOK_RETRY_BACKOFF_MAX must not be below DAYBOOK_RETRY_BACKOFF"))

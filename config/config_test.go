@@ -28,6 +28,10 @@ func TestLoad_DefaultsMatchDesign(t *testing.T) {
 	require.Equal(t, 1000.0, cfg.RateLimit)
 	require.Equal(t, "postgres", cfg.LedgerLock)
 	require.Equal(t, 24*time.Hour, cfg.IdempotencyTTL)
+	require.Equal(t, 2, cfg.Worker.Consumers)
+	require.Equal(t, 256, cfg.Worker.Batch)
+	require.Equal(t, 1024, cfg.Worker.InFlight)
+	require.True(t, cfg.Worker.Dedup)
 	require.Equal(t, 5, cfg.Worker.MaxAttempts)
 	require.Equal(t, time.Second, cfg.Worker.RetryBackoff)
 	require.Equal(t, 8*time.Second, cfg.Worker.RetryBackoffMax)
@@ -35,7 +39,7 @@ func TestLoad_DefaultsMatchDesign(t *testing.T) {
 	require.Equal(t, 30*time.Second, cfg.Worker.BreakerProbeInterval)
 	require.Equal(t, 10*time.Second, cfg.ShutdownTimeout)
 	require.Equal(t, SQS{
-		Queue: "daybook-events", DeadQueue: "daybook-events-dlq", VisibilityTimeout: 30 * time.Second, Consumers: 32,
+		Queue: "daybook-events", DeadQueue: "daybook-events-dlq", VisibilityTimeout: 30 * time.Second, Consumers: 8,
 		LogTopic: "daybook-log",
 	}, cfg.SQS)
 }

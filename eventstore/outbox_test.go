@@ -145,7 +145,9 @@ func TestRelay_PublishesEachAppendedEventToTheLogTopicAndEmptiesTheOutbox(t *tes
 	recorded, err := appendCommitted(t, pool, "s", eventstore.ExpectNew, event("a", `{"n":1}`), event("b", `{"n":2}`))
 	require.NoError(t, err)
 
-	out := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 10}, logger)
+	// Blocking until each message is acked: gochannel otherwise delivers the
+	// messages of one Publish call from goroutines of their own, in any order.
+	out := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 10, BlockPublishUntilSubscriberAck: true}, logger)
 	defer func() { require.NoError(t, out.Close()) }()
 	published, err := out.Subscribe(ctx, eventstore.LogTopic)
 	require.NoError(t, err)

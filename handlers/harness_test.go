@@ -125,7 +125,7 @@ func (h *harness) transports() (transport.Work, transport.EventLog) {
 		tr := h.sqsTransport()
 		return tr, tr
 	}
-	tr, err := redisstream.New(h.redis, testredis.Options(h.t), redisstream.Config{
+	tr, err := redisstream.New(h.redis, redisstream.Config{
 		Topics: h.topics, Name: "test", Consumers: harnessConsumers, ClaimIdle: harnessClaimIdle,
 		GroupCheckInterval: h.cfg.GaugeInterval, TrimInterval: h.trimInterval,
 	})
@@ -222,15 +222,15 @@ func (h *harness) processed(status string) float64 {
 }
 
 // breakArchive makes every archive write fail (a regular file where the
-// year directory must go); fixArchive undoes it.
+// segments directory must go); fixArchive undoes it.
 func (h *harness) breakArchive() {
 	h.t.Helper()
-	year := filepath.Join(h.archiveDir, time.Now().UTC().Format("2006"))
-	require.NoError(h.t, os.RemoveAll(year))
-	require.NoError(h.t, os.WriteFile(year, []byte("not a directory"), 0o600))
+	segments := filepath.Join(h.archiveDir, "segments")
+	require.NoError(h.t, os.RemoveAll(segments))
+	require.NoError(h.t, os.WriteFile(segments, []byte("not a directory"), 0o600))
 }
 
 func (h *harness) fixArchive() {
 	h.t.Helper()
-	require.NoError(h.t, os.Remove(filepath.Join(h.archiveDir, time.Now().UTC().Format("2006"))))
+	require.NoError(h.t, os.Remove(filepath.Join(h.archiveDir, "segments")))
 }

@@ -42,6 +42,9 @@ type Config struct {
 	GaugeInterval time.Duration
 	// DedupTTL is how long a handled message's uuid is remembered.
 	DedupTTL time.Duration
+	// NoDedup leaves the Redis dedup middleware out: redeliveries then reach
+	// Postgres, whose attempt compare-and-set skips them.
+	NoDedup bool
 	// ReconcileInterval is how often the ledger is reconciled (0 = never).
 	ReconcileInterval time.Duration
 	// Now is the services' clock (default time.Now): the rescuer's cutoff is
@@ -105,6 +108,7 @@ type Worker struct {
 	breaker   *breaker.Breaker
 	drain     *drainGate
 	coalescer *coalescer
+	dedup     *dedup // nil with NoDedup
 	// subscribed is set once every consumer has subscribed.
 	subscribed atomic.Bool
 }
@@ -139,11 +143,16 @@ func NewWorker(deps Deps, cfg Config) (*Worker, error) {
 		return nil, err
 	}
 	deps.Metrics.CircuitBreakerState.WithLabelValues("postgres").Set(0)
-	return &Worker{
+	w := &Worker{
 		deps: deps, cfg: cfg, events: events, dead: dead, processor: processor,
 		replayer: replay.New(events, dead, transport.Sender{Pub: deps.Work.Publisher()}, cfg.Topics.Events()),
 		breaker:  br, drain: &drainGate{},
-	}, nil
+		coalescer: newCoalescer(processor, deps.Metrics.BatchSize, cfg.Flushers, cfg.BatchMax, cfg.AttemptTimeout),
+	}
+	if !cfg.NoDedup {
+		w.dedup = newDedup(deps.Redis, cfg.Topics.Prefix, cfg.DedupTTL, deps.Metrics)
+	}
+	return w, nil
 }
 
 // Run consumes until ctx ends, then drains: it stops taking messages,
@@ -160,8 +169,6 @@ func (w *Worker) Run(ctx context.Context) error {
 		return err
 	}
 	services := w.maintenance()
-	w.coalescer = newCoalescer(w.processor, w.deps.Metrics.BatchSize, w.cfg.Flushers, w.cfg.BatchMax, w.cfg.AttemptTimeout)
-	defer w.coalescer.stop() // after the router: no consumer hands anything over any more
 
 	routerDone := make(chan error, 1)
 	go func() { routerDone <- router.Run(context.WithoutCancel(ctx)) }()
@@ -262,9 +269,8 @@ func (w *Worker) middlewares(source string, withDedup bool) ([]message.HandlerMi
 		ResetContextOnRetry: true,
 	}
 	chain := []message.HandlerMiddleware{w.drain.Middleware, correlation, tracing, markShutdown}
-	if withDedup {
-		dedup := dedup{client: w.deps.Redis, prefix: w.cfg.Topics.Prefix, ttl: w.cfg.DedupTTL, metrics: w.deps.Metrics}
-		chain = append(chain, dedup.Middleware)
+	if withDedup && w.dedup != nil {
+		chain = append(chain, w.dedup.Middleware)
 	}
 	return append(chain, poison, retry.Middleware, middleware.Recoverer, w.breaker.Middleware), nil
 }
@@ -342,9 +348,7 @@ func (w *Worker) process(msg *message.Message) (ingest.Outcome, error) {
 	if err != nil {
 		return "", fmt.Errorf("message %s: %w", msg.UUID, err)
 	}
-	// Once handed over, an attempt finishes even while the worker shuts down:
-	// it is bounded by AttemptTimeout, not by the router's lifetime.
-	return w.coalescer.process(msg.Context(), e)
+	return w.coalescer.process(e)
 }
 
 var outcomeStatus = map[ingest.Outcome]string{

@@ -63,8 +63,9 @@ func (streamWire) admitter(_ *app, g *redisstream.Gate) (transport.Admitter, err
 func (streamWire) ready() func(context.Context) error { return nil }
 
 func (streamWire) worker(_ context.Context, a *app, host string) (transport.Work, transport.EventLog, error) {
-	t, err := redisstream.New(a.redis, a.redisOpts, redisstream.Config{
-		Topics: a.topics(), Name: host, Consumers: a.cfg.Worker.Consumers, ClaimIdle: a.cfg.Worker.ClaimIdle, Logger: a.log,
+	t, err := redisstream.New(a.redis, redisstream.Config{
+		Topics: a.topics(), Name: host, Consumers: a.cfg.Worker.Consumers, Batch: a.cfg.Worker.Batch,
+		InFlight: a.cfg.Worker.InFlight, ClaimIdle: a.cfg.Worker.ClaimIdle, Logger: a.log,
 	})
 	return t, t, err
 }

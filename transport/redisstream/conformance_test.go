@@ -18,13 +18,12 @@ import (
 // every New is a process named "conformance" on it.
 func conformanceFixture(t *testing.T) (transporttest.Fixture, *redis.Client) {
 	client, prefix := testredis.New(t)
-	opts := testredis.Options(t)
 	topics := transport.Topics{Prefix: prefix}
 	return transporttest.Fixture{
 		Topics: topics,
 		New: func(t *testing.T) transport.Work {
 			t.Helper()
-			tr, err := redisstream.New(client, opts, redisstream.Config{
+			tr, err := redisstream.New(client, redisstream.Config{
 				Topics: topics, Name: "conformance", Consumers: 2,
 				ClaimIdle: 300 * time.Millisecond, SlotLeaseTTL: time.Second,
 			})

@@ -23,10 +23,12 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/daybook/daybook/internal/batcher"
 	"github.com/daybook/daybook/transport"
 )
 
@@ -108,7 +110,23 @@ type Gate struct {
 	client redis.UniversalClient
 	cfg    GateConfig
 	admit  *redis.Script
+	// singles sends the single admissions of concurrent requests as one
+	// pipeline: each still runs its own script, with its own client's rate
+	// limit, but they share a round trip (and its write and read syscalls).
+	singles *batcher.Batcher[transport.Admission, admitted]
 }
+
+type admitted struct {
+	result transport.Result
+	err    error
+}
+
+// Bounds of the shared pipeline of single admissions.
+const (
+	singlesConcurrency = 2
+	singlesMax         = 256
+	singlesTimeout     = 5 * time.Second
+)
 
 //go:embed admit.lua
 var admitLua string
@@ -122,11 +140,9 @@ func NewGate(client redis.UniversalClient, cfg GateConfig) (*Gate, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("new gate: %w", err)
 	}
-	return &Gate{
-		client: client,
-		cfg:    cfg,
-		admit:  redis.NewScript(admitLua),
-	}, nil
+	g := &Gate{client: client, cfg: cfg, admit: redis.NewScript(admitLua)}
+	g.singles = batcher.New(singlesConcurrency, singlesMax, g.admitSingles)
+	return g, nil
 }
 
 // Admit offers one event: rate limit, then deduplication, then enqueue, in one atomic round trip.
@@ -137,11 +153,65 @@ func NewGate(client redis.UniversalClient, cfg GateConfig) (*Gate, error) {
 //
 // Any Redis or connection failure is returned as an error, never as an Outcome.
 func (g *Gate) Admit(ctx context.Context, a transport.Admission) (transport.Result, error) {
-	results, err := g.admitBatch(ctx, []transport.Admission{a}, true)
-	if err != nil {
+	if err := ctx.Err(); err != nil {
 		return transport.Result{}, fmt.Errorf("admit: %w", err)
 	}
-	return results[0], nil
+	r := g.singles.Do(a)
+	if r.err != nil {
+		return transport.Result{}, fmt.Errorf("admit: %w", r.err)
+	}
+	return r.result, nil
+}
+
+// admitSingles runs the admission script once per admission, all in one
+// pipeline. A script Redis no longer has (restarted, SCRIPT FLUSH) is sent
+// again in full.
+func (g *Gate) admitSingles(batch []transport.Admission) []admitted {
+	out := make([]admitted, len(batch))
+	ctx, cancel := context.WithTimeout(context.Background(), singlesTimeout)
+	defer cancel()
+	type call struct {
+		keys []string
+		args []any
+		cmd  *redis.Cmd
+	}
+	calls := make([]*call, len(batch))
+	pipe := g.client.Pipeline()
+	for i, a := range batch {
+		keys, args, err := g.scriptArgs([]transport.Admission{a}, true)
+		if err != nil {
+			out[i].err = err
+			continue
+		}
+		calls[i] = &call{keys: keys, args: args, cmd: g.admit.EvalSha(ctx, pipe, keys, args...)}
+	}
+	_, _ = pipe.Exec(ctx) // each command carries its own error
+	resend := g.client.Pipeline()
+	for _, c := range calls {
+		if c != nil && c.cmd.Err() != nil && strings.HasPrefix(c.cmd.Err().Error(), "NOSCRIPT") {
+			c.cmd = g.admit.Eval(ctx, resend, c.keys, c.args...)
+		}
+	}
+	if resend.Len() > 0 {
+		_, _ = resend.Exec(ctx)
+	}
+	for i, c := range calls {
+		if c == nil {
+			continue
+		}
+		reply, err := c.cmd.Slice()
+		if err != nil {
+			out[i].err = fmt.Errorf("%w: run admission script: %w", ErrRedis, err)
+			continue
+		}
+		results, err := parseAdmitReply(reply, batch[i:i+1])
+		if err != nil {
+			out[i].err = err
+			continue
+		}
+		out[i].result = results[0]
+	}
+	return out
 }
 
 // AdmitBatch admits up to transport.BatchSizeMax events of one client in one atomic round trip and returns one
@@ -202,18 +272,31 @@ func (g *Gate) admitBatch(ctx context.Context, batch []transport.Admission, enqu
 	if len(batch) == 0 {
 		return nil, nil
 	}
+	keys, args, err := g.scriptArgs(batch, enqueue)
+	if err != nil {
+		return nil, err
+	}
+	reply, err := g.admit.Run(ctx, g.client, keys, args...).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("%w: run admission script: %w", ErrRedis, err)
+	}
+	return parseAdmitReply(reply, batch)
+}
+
+// scriptArgs are the admission script's keys and arguments for batch (see admit.lua).
+func (g *Gate) scriptArgs(batch []transport.Admission, enqueue bool) ([]string, []any, error) {
 	if len(batch) > transport.BatchSizeMax {
-		return nil, fmt.Errorf("%w: %d events, at most %d", transport.ErrBatchTooLarge, len(batch), transport.BatchSizeMax)
+		return nil, nil, fmt.Errorf("%w: %d events, at most %d", transport.ErrBatchTooLarge, len(batch), transport.BatchSizeMax)
 	}
 	rate, burst := g.cfg.RatePerSecond, g.cfg.Burst
 	if own := batch[0].RatePerSecond; own > 0 {
 		if math.IsInf(own, 0) || own < rateMin {
-			return nil, fmt.Errorf("client rate per second %v: must be finite and at least %v", own, rateMin)
+			return nil, nil, fmt.Errorf("client rate per second %v: must be finite and at least %v", own, rateMin)
 		}
 		rate, burst = own, min(burstMax, max(1, int(math.Ceil(own))))
 	}
 	if rate > 0 && len(batch) > burst {
-		return nil, fmt.Errorf("%w: %d events, burst %d", transport.ErrBatchOverBurst, len(batch), burst)
+		return nil, nil, fmt.Errorf("%w: %d events, burst %d", transport.ErrBatchOverBurst, len(batch), burst)
 	}
 	clientID := batch[0].ClientID
 	keys := make([]string, 0, 2+2*len(batch))
@@ -230,10 +313,10 @@ func (g *Gate) admitBatch(ctx context.Context, batch []transport.Admission, enqu
 	)
 	for i, a := range batch {
 		if err := validateAdmission(a); err != nil {
-			return nil, fmt.Errorf("item %d: %w", i, err)
+			return nil, nil, fmt.Errorf("item %d: %w", i, err)
 		}
 		if a.ClientID != clientID {
-			return nil, fmt.Errorf("item %d: client id %q differs from the batch's %q", i, a.ClientID, clientID)
+			return nil, nil, fmt.Errorf("item %d: client id %q differs from the batch's %q", i, a.ClientID, clientID)
 		}
 		metadata := a.MetadataJSON
 		if metadata == "" {
@@ -249,12 +332,7 @@ func (g *Gate) admitBatch(ctx context.Context, batch []transport.Admission, enqu
 			args = append(args, field, value)
 		}
 	}
-
-	reply, err := g.admit.Run(ctx, g.client, keys, args...).Slice()
-	if err != nil {
-		return nil, fmt.Errorf("%w: run admission script: %w", ErrRedis, err)
-	}
-	return parseAdmitReply(reply, batch)
+	return keys, args, nil
 }
 
 func validateAdmission(a transport.Admission) error {

@@ -104,7 +104,9 @@ func TestEventually_SubscribesOnceTheBrokerIsBackAndDeliversMessages(t *testing.
 	proxy.Cut()
 	opts := testredis.Options(t)
 	opts.Addr = proxy.Addr()
-	sub, err := NewRedisSubscriber(opts, SubscriberConfig{Consumer: "c", Group: transport.ProjectionsGroup, ClaimIdle: time.Minute}, nil)
+	proxied := redis.NewClient(opts)
+	t.Cleanup(func() { _ = proxied.Close() })
+	sub, err := NewSubscriber(proxied, SubscriberConfig{Consumer: "c", Group: transport.ProjectionsGroup, ClaimIdle: time.Minute})
 	require.NoError(t, err)
 	var mu sync.Mutex
 	failures := 0

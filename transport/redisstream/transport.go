@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -22,8 +21,12 @@ type Config struct {
 	// Name is this process's consumer name stem (the host name): its
 	// consumers are <Name>-<slot>-<i>, the slot leased per process.
 	Name string
-	// Consumers is how many stream consumers read the work stream.
+	// Consumers is how many stream consumers read the work stream; each
+	// reads Batch entries at a time and holds up to InFlight (see
+	// SubscriberConfig for the defaults).
 	Consumers int
+	Batch     int
+	InFlight  int
 	// ClaimIdle is how long a delivered, unacknowledged message waits before
 	// another consumer claims it.
 	ClaimIdle time.Duration
@@ -61,10 +64,7 @@ func (c *Config) setDefaults() {
 // work stream and transport.EventLog on the log stream.
 type Transport struct {
 	client redis.UniversalClient
-	// opts builds one client per subscriber: a redisstream subscriber closes
-	// its client when it closes.
-	opts *redis.Options
-	cfg  Config
+	cfg    Config
 	// pub appends to any stream, a batch in one round trip (the relay's).
 	pub *PipelinedPublisher
 
@@ -72,13 +72,13 @@ type Transport struct {
 	startedAt time.Time
 	// names are this process's work consumers (<Name>-<slot>-<i>), set by Open.
 	names []string
-	// held are the messages this process's work consumers have decoded and
-	// not yet handled successfully (in a handler, or waiting to be re-sent
-	// after a nack), for the claim veto.
-	held heldMessages
+	// held are the work-stream entries this process's consumers have in
+	// hand: a claim by one of them never takes what another holds.
+	held HeldEntries
 
-	mu     sync.Mutex
-	groups map[string]string // stream → group this process consumes
+	mu      sync.Mutex
+	groups  map[string]string // stream → group this process consumes
+	clients []*redis.Client   // the consumers' own, closed by Close
 }
 
 var (
@@ -86,14 +86,14 @@ var (
 	_ transport.EventLog = (*Transport)(nil)
 )
 
-// New builds the transport on client; opts are client's options.
-func New(client redis.UniversalClient, opts *redis.Options, cfg Config) (*Transport, error) {
+// New builds the transport on client.
+func New(client redis.UniversalClient, cfg Config) (*Transport, error) {
 	cfg.setDefaults()
 	if cfg.Name == "" || cfg.Consumers <= 0 || cfg.ClaimIdle <= 0 {
 		return nil, errors.New("redisstream: Name, Consumers and ClaimIdle are required")
 	}
 	pub := NewPipelinedPublisher(client, map[string]int64{cfg.Topics.Named(transport.LogTopic): cfg.LogMaxLen})
-	return &Transport{client: client, opts: opts, cfg: cfg, pub: pub, groups: map[string]string{}}, nil
+	return &Transport{client: client, cfg: cfg, pub: pub, groups: map[string]string{}}, nil
 }
 
 // Open leases this process's slot and hands back at once what a previous run
@@ -125,7 +125,30 @@ func (t *Transport) Close() error {
 	if t.lease != nil {
 		t.lease.release()
 	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, c := range t.clients {
+		_ = c.Close()
+	}
+	t.clients = nil
 	return nil
+}
+
+// consumerClient is a small client of one consumer's own: its blocking read
+// holds a connection for up to a second, and many consumers must not starve
+// the shared pool (the gate, the dedup pipelines) nor queue for it at close.
+func (t *Transport) consumerClient() redis.UniversalClient {
+	shared, ok := t.client.(*redis.Client)
+	if !ok {
+		return t.client
+	}
+	opts := *shared.Options()
+	opts.PoolSize = 3 // the blocking read, acknowledgements, claims
+	own := redis.NewClient(&opts)
+	t.mu.Lock()
+	t.clients = append(t.clients, own)
+	t.mu.Unlock()
+	return own
 }
 
 // Slot is this process's leased slot (valid after Open).
@@ -137,7 +160,7 @@ func (t *Transport) consumerName(suffix string) string {
 	return fmt.Sprintf("%s-%d-%s", t.cfg.Name, t.lease.slot, suffix)
 }
 
-// Consumers are Config.Consumers stream consumers of the work stream.
+// Consumers are Config.Consumers batched consumers of the work stream.
 func (t *Transport) Consumers() ([]transport.Consumer, error) {
 	if t.lease == nil {
 		return nil, errors.New("redisstream: Consumers before Open")
@@ -145,113 +168,16 @@ func (t *Transport) Consumers() ([]transport.Consumer, error) {
 	t.consumes(t.cfg.Topics.Events(), transport.WorkGroup)
 	var out []transport.Consumer
 	for _, name := range t.names {
-		sub, err := NewRedisSubscriber(t.opts, SubscriberConfig{
-			Consumer: name, ClaimIdle: t.cfg.ClaimIdle, ShouldClaim: t.shouldClaim,
-			OnRead: func(uuid string) { t.held.add(name, uuid) },
-		}, transport.Logger(t.cfg.Logger))
+		sub, err := NewSubscriber(t.consumerClient(), SubscriberConfig{
+			Consumer: name, Batch: t.cfg.Batch, InFlight: t.cfg.InFlight,
+			ClaimIdle: t.cfg.ClaimIdle, Held: &t.held, Logger: t.cfg.Logger,
+		})
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, transport.Consumer{
-			Name: "ingest-" + name, Topic: t.cfg.Topics.Events(), Subscriber: sub,
-			Middleware: []message.HandlerMiddleware{t.releaseHandled(name)},
-		})
+		out = append(out, transport.Consumer{Name: "ingest-" + name, Topic: t.cfg.Topics.Events(), Subscriber: sub})
 	}
 	return out, nil
-}
-
-// shouldClaim vetoes claims. redisstream claims any message idle for
-// ClaimIdle, even one a live consumer still holds: in a handler (a breaker
-// pause has no bound), waiting for redisstream to re-send it after a nack, or
-// read from Redis behind those and not yet decoded (each consumer handles one
-// message at a time). A message pending on one of this process's consumers is
-// claimed when it was delivered before the process started (a previous run
-// left it), or when its consumer holds nothing: Redis recorded its delivery
-// but the reply never arrived (connection cut, Redis killed), and nothing
-// else would ever take it back.
-func (t *Transport) shouldClaim(xp redis.XPendingExt) bool {
-	if !slices.Contains(t.names, xp.Consumer) || xp.Idle > time.Since(t.startedAt) {
-		return true
-	}
-	if t.held.busy(xp.Consumer) {
-		return false
-	}
-	uuid, err := t.entryUUID(xp.ID)
-	if err != nil || uuid == "" {
-		// Unreadable now (ask again at the next pass), or an entry without
-		// a uuid, which cannot be told from one being handled.
-		return false
-	}
-	return !t.held.has(uuid)
-}
-
-// releaseHandled forgets a message once handled: it is acknowledged next. A
-// failed one stays held: redisstream re-sends it after a pause.
-func (t *Transport) releaseHandled(consumer string) message.HandlerMiddleware {
-	return func(h message.HandlerFunc) message.HandlerFunc {
-		return func(msg *message.Message) ([]*message.Message, error) {
-			out, err := h(msg)
-			if err == nil {
-				t.held.remove(consumer, msg.UUID)
-			}
-			return out, err
-		}
-	}
-}
-
-// heldMessages are the messages each consumer of this process holds.
-type heldMessages struct {
-	mu         sync.Mutex
-	byUUID     map[string]string // uuid → consumer
-	byConsumer map[string]int
-}
-
-func (m *heldMessages) add(consumer, uuid string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.byUUID == nil {
-		m.byUUID, m.byConsumer = map[string]string{}, map[string]int{}
-	}
-	if _, ok := m.byUUID[uuid]; !ok {
-		m.byUUID[uuid] = consumer
-		m.byConsumer[consumer]++
-	}
-}
-
-func (m *heldMessages) remove(consumer, uuid string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, ok := m.byUUID[uuid]; ok {
-		delete(m.byUUID, uuid)
-		if m.byConsumer[consumer]--; m.byConsumer[consumer] <= 0 {
-			delete(m.byConsumer, consumer)
-		}
-	}
-}
-
-func (m *heldMessages) has(uuid string) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	_, ok := m.byUUID[uuid]
-	return ok
-}
-
-func (m *heldMessages) busy(consumer string) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.byConsumer[consumer] > 0
-}
-
-// entryUUID reads the message uuid of a work-stream entry ("" if it is gone).
-func (t *Transport) entryUUID(id string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	entries, err := t.client.XRange(ctx, t.cfg.Topics.Events(), id, id).Result()
-	if err != nil || len(entries) == 0 {
-		return "", err
-	}
-	uuid, _ := entries[0].Values[FieldUUID].(string)
-	return uuid, nil
 }
 
 // Redriven is nil: a stream never gives a message up by itself.
@@ -301,7 +227,10 @@ func (t *Transport) Subscribe(group, consumer string) (transport.Consumer, error
 	}
 	stream := t.cfg.Topics.Named(transport.LogTopic)
 	t.consumes(stream, group)
-	sub, err := NewRedisSubscriber(t.opts, SubscriberConfig{Consumer: t.consumerName(consumer), Group: group, ClaimIdle: t.cfg.ClaimIdle}, transport.Logger(t.cfg.Logger))
+	sub, err := NewSubscriber(t.consumerClient(), SubscriberConfig{
+		Consumer: t.consumerName(consumer), Group: group, Batch: t.cfg.Batch, InFlight: t.cfg.InFlight,
+		ClaimIdle: t.cfg.ClaimIdle, Logger: t.cfg.Logger,
+	})
 	if err != nil {
 		return transport.Consumer{}, err
 	}
