@@ -110,7 +110,7 @@ func (f fixedTopic) ResolveTopic(context.Context, string) (wmsns.TopicArn, error
 
 // snsMarshaler writes the SQS layout onto SNS: with raw delivery the
 // subscribed queues receive the same body and attributes as the work queue,
-// and sqsUnmarshaler reads both.
+// and decode reads both.
 type snsMarshaler struct{}
 
 // Marshal implements wmsns.Marshaler.

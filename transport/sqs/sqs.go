@@ -126,7 +126,9 @@ type Queues struct {
 	send    aws.Config // short HTTP timeout: publishes, attributes, visibility
 	receive aws.Config // long-poll receives
 	client  *awssqs.Client
-	sns     *awssns.Client
+	// receiver long-polls: its HTTP timeout exceeds sqsWaitTime.
+	receiver *awssqs.Client
+	sns      *awssns.Client
 	// visibility is VisibilityTimeout in the seconds SQS takes.
 	visibility int32
 	queueURL   string
@@ -153,6 +155,7 @@ func Open(ctx context.Context, cfg Config) (*Queues, error) {
 	s.send = s.withTimeout(*base, sqsCallTimeout)
 	s.receive = s.withTimeout(*base, sqsReceiveTimeout)
 	s.client = awssqs.NewFromConfig(s.send)
+	s.receiver = awssqs.NewFromConfig(s.receive)
 	s.sns = awssns.NewFromConfig(s.send)
 	if cfg.Create {
 		if err := s.create(ctx); err != nil {
@@ -313,31 +316,20 @@ func (s *Queues) NewPublisher(logger watermill.LoggerAdapter) (message.Publisher
 	return pub, nil
 }
 
-// NewSubscriber consumes queue (the work queue or the DLQ) with workers
-// receive loops, each holding one message at a time: watermill-aws stops a
-// received batch at the first nack, leaving the rest invisible until the
-// visibility timeout, so receiving one message per call keeps nacks cheap.
+// NewSubscriber consumes queue (the work queue, a log group's queue or a
+// DLQ) with workers receive loops, each receiving up to ten messages a call,
+// with at most ten per worker in hand; acked messages are deleted in batches
+// (see batchSubscriber).
 func (s *Queues) NewSubscriber(queue string, workers int, logger watermill.LoggerAdapter) (message.Subscriber, error) {
 	url, err := s.url(context.Background(), queue)
 	if err != nil {
 		return nil, err
 	}
-	sub, err := wmsqs.NewSubscriber(wmsqs.SubscriberConfig{
-		AWSConfig:                   s.receive,
-		DoNotCreateQueueIfNotExists: true,
-		ReconnectRetrySleep:         sqsReconnectSleep,
-		ConsumeWorkers:              workers,
-		Unmarshaler:                 sqsUnmarshaler{QueueURL: url},
-		GenerateReceiveMessageInput: func(_ context.Context, queueURL wmsqs.QueueURL) (*awssqs.ReceiveMessageInput, error) {
-			return &awssqs.ReceiveMessageInput{
-				QueueUrl:                    aws.String(string(queueURL)),
-				MessageAttributeNames:       []string{"All"},
-				MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameApproximateReceiveCount},
-				WaitTimeSeconds:             int32(sqsWaitTime / time.Second),
-				MaxNumberOfMessages:         1,
-				VisibilityTimeout:           s.visibility,
-			}, nil
-		},
+	sub, err := newBatchSubscriber(s.receiver, s.client, batchConfig{
+		Queue: queue, QueueURL: url, Workers: workers,
+		VisibilitySeconds: s.visibility,
+		WaitSeconds:       int32(sqsWaitTime / time.Second),
+		ReconnectSleep:    sqsReconnectSleep,
 	}, logger)
 	if err != nil {
 		return nil, fmt.Errorf("sqs subscriber %s: %w", queue, err)
@@ -434,18 +426,14 @@ func encodeMetadata(metadata message.Metadata) string {
 	return string(encoded)
 }
 
-// sqsUnmarshaler reads the SQS layout. Like Marshaller.Unmarshal it never
-// fails: watermill-aws drops the rest of a receive on an unmarshal error and
-// leaves the message to be received again until SQS redrives it, so a
-// malformed message becomes one flagged with transport.MetaDecodeError, which the
-// handler dead-letters at once. It records the delivery (receipt handle,
-// queue URL, receive count) in metadata for KeepInvisible and dead letters.
-type sqsUnmarshaler struct {
-	QueueURL string
-}
-
-// Unmarshal implements wmsqs.Unmarshaler.
-func (u sqsUnmarshaler) Unmarshal(m *types.Message) (*message.Message, error) {
+// decode reads the SQS layout of a message received from the queue at
+// queueURL. It cannot fail: a subscriber that stopped or skipped on a
+// malformed message would leave it to be received again until SQS redrives
+// it, so a malformed message becomes one flagged with
+// transport.MetaDecodeError, which the handler dead-letters at once. It
+// records the delivery (receipt handle, queue URL, receive count) in
+// metadata for KeepInvisible, MakeVisible and dead letters.
+func decode(m *types.Message, queueURL string) *message.Message {
 	id, problem := "", ""
 	if attr, ok := m.MessageAttributes[sqsAttrUUID]; ok && attr.StringValue != nil {
 		id = *attr.StringValue
@@ -474,9 +462,9 @@ func (u sqsUnmarshaler) Unmarshal(m *types.Message) (*message.Message, error) {
 		msg.Metadata.Set(transport.MetaDecodeError, problem)
 	}
 	msg.Metadata.Set(MetaReceiptHandle, aws.ToString(m.ReceiptHandle))
-	msg.Metadata.Set(MetaQueueURL, u.QueueURL)
+	msg.Metadata.Set(MetaQueueURL, queueURL)
 	if n := m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)]; n != "" {
 		msg.Metadata.Set(MetaReceiveCount, n)
 	}
-	return msg, nil
+	return msg
 }

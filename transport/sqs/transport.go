@@ -16,8 +16,9 @@ import (
 // TransportConfig configures the worker's side of SQS.
 type TransportConfig struct {
 	Topics transport.Topics
-	// Consumers is how many receive loops read the work queue, each holding
-	// one message at a time; LogConsumers the same for each log group's queue.
+	// Consumers is how many receive loops read the work queue, each
+	// receiving up to ten messages a call and holding at most ten at a time;
+	// LogConsumers the same for each log group's queue.
 	Consumers    int
 	LogConsumers int
 	Logger       *slog.Logger
