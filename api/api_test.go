@@ -27,6 +27,7 @@ import (
 
 	"github.com/daybook/daybook/api"
 	"github.com/daybook/daybook/apikey"
+	"github.com/daybook/daybook/archive"
 	"github.com/daybook/daybook/deadletter"
 	"github.com/daybook/daybook/ingest"
 	"github.com/daybook/daybook/internal/openapitest"
@@ -57,6 +58,8 @@ type testServer struct {
 	// keys stores API keys; keyring is what the server authenticates against.
 	keys    *apikey.Store
 	keyring *apikey.Keyring
+	// archive is the file archive GET /events/{id}/payload reads.
+	archive *archive.FileStore
 }
 
 // serverSetup is what a test may change before the server is built.
@@ -154,10 +157,12 @@ func newServer(t *testing.T, opts ...serverOption) *testServer {
 	require.NoError(t, keyring.Start(t.Context()))
 	t.Cleanup(keyring.Stop)
 	setup.api.Keys = keyring
+	archiveStore, err := archive.NewFileStore(t.TempDir())
+	require.NoError(t, err)
 	srv := api.New(api.Deps{
 		Pool: pool, Redis: serverRedis, RedisOptional: setup.sqs != nil, Gate: admitter, Events: events, Dead: dead, Ledger: book,
 		Replayer: replay.New(events, dead, transport.Sender{Pub: pub}, stream),
-		Metrics:  metrics, Logger: slog.New(slog.DiscardHandler), QueueReady: setup.queueReady,
+		Metrics:  metrics, Logger: slog.New(slog.DiscardHandler), QueueReady: setup.queueReady, Archive: archiveStore,
 	}, setup.api)
 	hs := httptest.NewServer(srv.Handler())
 	// Registered after testdb and testredis, so it runs before them: no
@@ -165,7 +170,7 @@ func newServer(t *testing.T, opts ...serverOption) *testServer {
 	t.Cleanup(hs.Close)
 	return &testServer{
 		t: t, url: hs.URL, client: openapitest.Client(t, hs.Client()), pool: pool, redis: client, prefix: prefix, stream: stream,
-		events: events, dead: dead, metrics: metrics, keys: keys, keyring: keyring,
+		events: events, dead: dead, metrics: metrics, keys: keys, keyring: keyring, archive: archiveStore,
 	}
 }
 

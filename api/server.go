@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/daybook/daybook/archive"
 	"github.com/daybook/daybook/deadletter"
 	"github.com/daybook/daybook/ingest"
 	"github.com/daybook/daybook/ledger"
@@ -54,6 +55,8 @@ type Deps struct {
 	// read from requests and written into message metadata; the zero value
 	// uses the globals observability.SetupTracing installs.
 	Tracing observability.Tracing
+	// Archive is where GET /events/{id}/payload reads payloads back from.
+	Archive archive.Store
 }
 
 // Server is the HTTP API.
@@ -95,6 +98,7 @@ func New(deps Deps, cfg Config) *Server {
 	hapi.UseMiddleware(routeLabel, s.authorize, s.checkBody)
 	s.registerIngest()
 	s.registerEvents()
+	s.registerPayload()
 	s.registerAdmin()
 	s.registerLedger()
 	s.registerOps()

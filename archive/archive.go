@@ -1,6 +1,9 @@
-// Package archive stores raw event payloads outside the database, keyed by
-// date, source and id. It owns the file store (file://) and the S3 store
-// (s3://bucket/prefix).
+// Package archive stores raw event payloads outside the database, in
+// segments: one compressed NDJSON object per processed batch (segment.go),
+// each line located by a Pointer that the caller records beside the event.
+// It owns the segment format, the file store (file://) and the S3 store
+// (s3://bucket/prefix). Of Daybook it imports only internal/awstransport:
+// callers (ingest, api, cmd/daybook) say what a line holds.
 package archive
 
 import (
@@ -12,27 +15,24 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
-
-	"golang.org/x/sys/unix"
 )
 
-// Object is one payload to archive.
-type Object struct {
-	Key  string
-	Body []byte
-}
+// ErrNotFound is what Get returns for a key that holds no object.
+var ErrNotFound = errors.New("archive object not found")
 
-// Store keeps archived payloads. PutMany must be idempotent (an attempt that
-// is retried writes the same keys again) and durable when it returns.
+// Store keeps archived segments.
+//
+// PutSegment stores body under key and is durable when it returns: a crash
+// after it cannot lose or tear the object. Keys come from SegmentKey, new for
+// every attempt, so an object is written once and never overwritten.
+//
+// Get returns the bytes stored under key, or an error wrapping ErrNotFound
+// when there are none.
+//
+// Both must be safe for concurrent use.
 type Store interface {
-	PutMany(ctx context.Context, objects []Object) error
-}
-
-// Key is where an event's payload is archived: <yyyy>/<mm>/<dd>/<source>/<id>.json,
-// dated by when Daybook received it (UTC).
-func Key(receivedAt time.Time, source, id string) string {
-	return fmt.Sprintf("%s/%s/%s.json", receivedAt.UTC().Format("2006/01/02"), source, id)
+	PutSegment(ctx context.Context, key string, body []byte) error
+	Get(ctx context.Context, key string) ([]byte, error)
 }
 
 // Open returns the store named by rawURL: file://path, or s3://bucket/prefix
@@ -81,48 +81,113 @@ func NewFileStore(dir string) (*FileStore, error) {
 	return &FileStore{dir: dir}, nil
 }
 
-// PutMany writes every object in place and makes the batch durable with one
-// syncfs: one disk flush for hundreds of files, where an fsync per file cost
-// one each. A crash can leave a partial file only for an event whose attempt
-// had not finished, and its next attempt writes it again: an event is marked
-// COMPLETED only after PutMany returned.
-func (s *FileStore) PutMany(ctx context.Context, objects []Object) error {
-	if len(objects) == 0 {
-		return nil
-	}
-	for _, o := range objects {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if err := checkKey(o.Key); err != nil {
-			return err
-		}
-		path := s.Path(o.Key)
-		err := os.WriteFile(path, o.Body, 0o600)
-		if errors.Is(err, fs.ErrNotExist) {
-			if err = os.MkdirAll(filepath.Dir(path), 0o750); err == nil {
-				err = os.WriteFile(path, o.Body, 0o600)
-			}
-		}
-		if err != nil {
-			return fmt.Errorf("archive %s: %w", o.Key, err)
-		}
-	}
-	return s.sync()
-}
+// Path is where key lives on disk.
+func (s *FileStore) Path(key string) string { return filepath.Join(s.dir, filepath.FromSlash(key)) }
 
-// sync flushes the file system that holds the archive.
-func (s *FileStore) sync() error {
-	d, err := os.Open(s.dir)
-	if err != nil {
-		return fmt.Errorf("archive sync: %w", err)
+// PutSegment writes body to a temporary file beside the key's path, fsyncs
+// it, renames it into place and fsyncs the directory: the object appears
+// whole or not at all, and survives a crash once PutSegment returns. A crash
+// before the rename leaves a hidden temporary file, never a torn object.
+func (s *FileStore) PutSegment(ctx context.Context, key string, body []byte) error {
+	if err := checkKey(key); err != nil {
+		return err
 	}
-	defer d.Close()
-	if err := unix.Syncfs(int(d.Fd())); err != nil {
-		return fmt.Errorf("archive sync: %w", errors.Join(err, d.Sync()))
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	path := s.Path(key)
+	dir := filepath.Dir(path)
+	if err := s.mkdirDurable(dir); err != nil {
+		return fmt.Errorf("archive %s: %w", key, err)
+	}
+	if err := writeDurable(dir, path, body); err != nil {
+		return fmt.Errorf("archive %s: %w", key, err)
 	}
 	return nil
 }
 
-// Path is where key lives on disk.
-func (s *FileStore) Path(key string) string { return filepath.Join(s.dir, filepath.FromSlash(key)) }
+// writeDurable is the temp file, fsync, rename, fsync of the directory.
+func writeDurable(dir, path string, body []byte) (err error) {
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			_ = tmp.Close()
+			_ = os.Remove(tmp.Name())
+		}
+	}()
+	if _, err = tmp.Write(body); err != nil {
+		return err
+	}
+	if err = tmp.Sync(); err != nil {
+		return err
+	}
+	if err = tmp.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// mkdirDurable creates dir and its missing parents under the store's root,
+// fsyncing each parent that gained an entry, so that a segment made durable
+// in a new day's directory cannot vanish with that directory in a crash.
+// It costs nothing once the directory exists (once a day per store).
+func (s *FileStore) mkdirDurable(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	rel, err := filepath.Rel(s.dir, dir)
+	if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
+		return fmt.Errorf("directory %s is not under the archive %s", dir, s.dir)
+	}
+	parent := s.dir
+	for _, part := range strings.Split(rel, string(filepath.Separator)) {
+		next := filepath.Join(parent, part)
+		err := os.Mkdir(next, 0o750)
+		switch {
+		case err == nil:
+			if err := syncDir(parent); err != nil {
+				return err
+			}
+		case !errors.Is(err, fs.ErrExist):
+			return err
+		}
+		parent = next
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(filepath.Clean(dir))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Get reads the object under key.
+func (s *FileStore) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(s.Path(key))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("archive %s: %w", key, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("archive %s: %w", key, err)
+	}
+	return b, nil
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -12,16 +13,17 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"golang.org/x/sync/errgroup"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/daybook/daybook/internal/awstransport"
 )
 
 const (
-	// putConcurrencyMax bounds the uploads in flight for one PutMany: enough
-	// to hide S3's per-request latency, few enough to stay far below its
-	// per-prefix request rate and the transport's connection pool.
-	putConcurrencyMax = 16
+	// objectBytesMax bounds one Get: a segment's NDJSON is at most
+	// SegmentBytesMax, and gzip never grows it by more than a small fraction.
+	objectBytesMax = SegmentBytesMax + SegmentBytesMax/16
+	// segmentContentType is what a segment is stored as.
+	segmentContentType = "application/gzip"
 	// openTimeout bounds loading the AWS configuration and checking the
 	// bucket when Open builds the store.
 	openTimeout = 30 * time.Second
@@ -95,46 +97,49 @@ func (s *S3Store) Key(key string) string {
 	return s.prefix + "/" + key
 }
 
-// PutMany uploads the objects, at most putConcurrencyMax at a time. A PUT
-// that S3 answered 200 is durable, so there is nothing to flush; a retried
-// batch overwrites the same keys with the same bytes. The first failure (or a
-// cancelled ctx) stops further uploads and is returned, naming its key;
-// objects already uploaded stay, which is harmless for the same reason.
-func (s *S3Store) PutMany(ctx context.Context, objects []Object) error {
-	for _, o := range objects {
-		if err := checkKey(o.Key); err != nil {
-			return err
-		}
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(putConcurrencyMax)
-	started := 0
-	for _, o := range objects {
-		if gctx.Err() != nil {
-			break
-		}
-		started++
-		g.Go(func() error {
-			key := s.Key(o.Key)
-			_, err := s.client.PutObject(gctx, &s3.PutObjectInput{
-				Bucket:        aws.String(s.bucket),
-				Key:           aws.String(key),
-				Body:          bytes.NewReader(o.Body),
-				ContentLength: aws.Int64(int64(len(o.Body))),
-				ContentType:   aws.String("application/json"),
-			})
-			if err != nil {
-				return fmt.Errorf("archive s3://%s/%s: %w", s.bucket, key, err)
-			}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
+// PutSegment uploads body under key with one PutObject. A PUT that S3
+// answered 200 is durable, so there is nothing to flush.
+func (s *S3Store) PutSegment(ctx context.Context, key string, body []byte) error {
+	if err := checkKey(key); err != nil {
 		return err
 	}
-	if started < len(objects) {
-		// Stopped by ctx before every upload began, with none failing.
-		return fmt.Errorf("archive s3: %d of %d objects not uploaded: %w", len(objects)-started, len(objects), ctx.Err())
+	objectKey := s.Key(key)
+	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
+		Bucket:        aws.String(s.bucket),
+		Key:           aws.String(objectKey),
+		Body:          bytes.NewReader(body),
+		ContentLength: aws.Int64(int64(len(body))),
+		// Not Content-Encoding: gzip, which HTTP clients may undo on the way
+		// back: the object is the compressed segment, byte for byte.
+		ContentType: aws.String(segmentContentType),
+	})
+	if err != nil {
+		return fmt.Errorf("archive s3://%s/%s: %w", s.bucket, objectKey, err)
 	}
 	return nil
+}
+
+// Get downloads the object under key; a missing one wraps ErrNotFound.
+func (s *S3Store) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := checkKey(key); err != nil {
+		return nil, err
+	}
+	objectKey := s.Key(key)
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(objectKey)})
+	var noKey *types.NoSuchKey
+	if errors.As(err, &noKey) {
+		return nil, fmt.Errorf("archive s3://%s/%s: %w", s.bucket, objectKey, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("archive s3://%s/%s: %w", s.bucket, objectKey, err)
+	}
+	defer out.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(out.Body, objectBytesMax+1))
+	if err != nil {
+		return nil, fmt.Errorf("archive s3://%s/%s: %w", s.bucket, objectKey, err)
+	}
+	if len(body) > objectBytesMax {
+		return nil, fmt.Errorf("archive s3://%s/%s: over %d bytes", s.bucket, objectKey, objectBytesMax)
+	}
+	return body, nil
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"sort"
 	"testing"
@@ -76,51 +75,48 @@ func getObject(t *testing.T, client *s3.Client, bucket, key string) (body, conte
 	return string(b), aws.ToString(out.ContentType)
 }
 
-func TestS3Store_PutManyWritesExactBytesUnderPrefix(t *testing.T) {
+func TestS3Store_PutSegmentWritesExactBytesUnderPrefixAndGetReadsThem(t *testing.T) {
 	t.Parallel()
 	client := newTestClient(t)
 	bucket := newTestBucket(t, client)
 	store, err := NewS3Store(t.Context(), client, bucket, "events/")
 	require.NoError(t, err)
-	at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
-	objects := []Object{
-		{Key: Key(at, "order_updates", "a1"), Body: []byte(`{"order_id":"o-1","status":"paid"}`)},
-		{Key: Key(at, "order_updates", "a2"), Body: []byte(`{"order_id":"o-2","note":"caf\u00e9 \u2713"}`)},
-		{Key: Key(at.Add(24*time.Hour), "payments", "p1"), Body: []byte(`{}`)},
-	}
+	w := NewSegmentWriter("segments/2026/03/04/a.ndjson.gz")
+	first, err := w.Append([]byte(`{"order_id":"o-1","status":"paid"}`))
+	require.NoError(t, err)
+	second, err := w.Append([]byte(`{"order_id":"o-2","note":"caf\u00e9 \u2713"}`))
+	require.NoError(t, err)
+	body, err := w.Close()
+	require.NoError(t, err)
 
-	require.NoError(t, store.PutMany(t.Context(), objects))
+	require.NoError(t, store.PutSegment(t.Context(), w.Key(), body))
 
-	require.Equal(t, []string{
-		"events/2026/03/04/order_updates/a1.json",
-		"events/2026/03/04/order_updates/a2.json",
-		"events/2026/03/05/payments/p1.json",
-	}, listKeys(t.Context(), t, client, bucket))
-	for _, o := range objects {
-		body, contentType := getObject(t, client, bucket, "events/"+o.Key)
-		require.Equal(t, string(o.Body), body)
-		require.Equal(t, "application/json", contentType)
-	}
+	require.Equal(t, []string{"events/segments/2026/03/04/a.ndjson.gz"}, listKeys(t.Context(), t, client, bucket))
+	stored, contentType := getObject(t, client, bucket, "events/"+w.Key())
+	require.Equal(t, string(body), stored, "one PUT of the compressed segment, byte for byte")
+	require.Equal(t, "application/gzip", contentType)
+	got, err := store.Get(t.Context(), w.Key())
+	require.NoError(t, err)
+	require.Equal(t, body, got)
+	line, err := ReadLine(t.Context(), store, second)
+	require.NoError(t, err)
+	require.Equal(t, `{"order_id":"o-2","note":"caf\u00e9 \u2713"}`, string(line))
+	line, err = ReadLine(t.Context(), store, first)
+	require.NoError(t, err)
+	require.Equal(t, `{"order_id":"o-1","status":"paid"}`, string(line))
 }
 
-func TestS3Store_PutManyAgainOverwrites(t *testing.T) {
+func TestS3Store_GetOfAMissingKeyIsErrNotFound(t *testing.T) {
 	t.Parallel()
 	client := newTestClient(t)
 	bucket := newTestBucket(t, client)
 	store, err := NewS3Store(t.Context(), client, bucket, "p")
 	require.NoError(t, err)
 
-	require.NoError(t, store.PutMany(t.Context(), []Object{
-		{Key: "2026/01/02/s/1.json", Body: []byte(`{"a":1}`)},
-		{Key: "2026/01/02/s/2.json", Body: []byte(`{"b":1}`)},
-	}))
-	require.NoError(t, store.PutMany(t.Context(), []Object{{Key: "2026/01/02/s/1.json", Body: []byte(`{"a":2}`)}}))
+	_, err = store.Get(t.Context(), "segments/2026/01/02/none.ndjson.gz")
 
-	require.Equal(t, []string{"p/2026/01/02/s/1.json", "p/2026/01/02/s/2.json"}, listKeys(t.Context(), t, client, bucket))
-	body, _ := getObject(t, client, bucket, "p/2026/01/02/s/1.json")
-	require.Equal(t, `{"a":2}`, body)
-	body, _ = getObject(t, client, bucket, "p/2026/01/02/s/2.json")
-	require.Equal(t, `{"b":1}`, body)
+	require.ErrorIs(t, err, ErrNotFound)
+	require.ErrorContains(t, err, "s3://"+bucket+"/p/segments/2026/01/02/none.ndjson.gz")
 }
 
 func TestS3Store_EmptyPrefixWritesAtBucketRoot(t *testing.T) {
@@ -130,34 +126,13 @@ func TestS3Store_EmptyPrefixWritesAtBucketRoot(t *testing.T) {
 	for _, prefix := range []string{"", "/"} {
 		store, err := NewS3Store(t.Context(), client, bucket, prefix)
 		require.NoError(t, err)
-		require.Equal(t, "2026/01/02/s/1.json", store.Key("2026/01/02/s/1.json"))
-		require.NoError(t, store.PutMany(t.Context(), []Object{{Key: "2026/01/02/s/1.json", Body: []byte(`{"x":1}`)}}))
+		require.Equal(t, "segments/x.ndjson.gz", store.Key("segments/x.ndjson.gz"))
+		require.NoError(t, store.PutSegment(t.Context(), "segments/x.ndjson.gz", []byte("x")))
 	}
-	require.Equal(t, []string{"2026/01/02/s/1.json"}, listKeys(t.Context(), t, client, bucket))
+	require.Equal(t, []string{"segments/x.ndjson.gz"}, listKeys(t.Context(), t, client, bucket))
 }
 
-func TestS3Store_PutManyUploadsHundredObjectsInOneCall(t *testing.T) {
-	t.Parallel()
-	client := newTestClient(t)
-	bucket := newTestBucket(t, client)
-	store, err := NewS3Store(t.Context(), client, bucket, "bulk")
-	require.NoError(t, err)
-	const n = 100 // several times putConcurrencyMax
-	objects := make([]Object, n)
-	want := make([]string, n)
-	for i := range objects {
-		objects[i] = Object{Key: fmt.Sprintf("2026/01/02/s/%03d.json", i), Body: fmt.Appendf(nil, `{"i":%d}`, i)}
-		want[i] = "bulk/" + objects[i].Key
-	}
-
-	require.NoError(t, store.PutMany(t.Context(), objects))
-
-	require.Equal(t, want, listKeys(t.Context(), t, client, bucket))
-	body, _ := getObject(t, client, bucket, "bulk/2026/01/02/s/057.json")
-	require.Equal(t, `{"i":57}`, body)
-}
-
-func TestS3Store_PutManyIntoMissingBucketNamesTheKey(t *testing.T) {
+func TestS3Store_PutSegmentIntoMissingBucketNamesTheKey(t *testing.T) {
 	t.Parallel()
 	client := newTestClient(t)
 	bucket := newTestBucket(t, client)
@@ -168,10 +143,13 @@ func TestS3Store_PutManyIntoMissingBucketNamesTheKey(t *testing.T) {
 	// cleanup).
 	store.bucket = bucket + "-gone"
 
-	err = store.PutMany(t.Context(), []Object{{Key: "2026/01/02/s/1.json", Body: []byte(`{}`)}})
+	err = store.PutSegment(t.Context(), "segments/x.ndjson.gz", []byte("x"))
 
-	require.ErrorContains(t, err, "s3://"+bucket+"-gone/p/2026/01/02/s/1.json")
+	require.ErrorContains(t, err, "s3://"+bucket+"-gone/p/segments/x.ndjson.gz")
 	require.ErrorContains(t, err, "NoSuchBucket")
+	_, err = store.Get(t.Context(), "segments/x.ndjson.gz")
+	require.ErrorContains(t, err, "NoSuchBucket")
+	require.NotErrorIs(t, err, ErrNotFound, "a missing bucket is not a missing segment")
 }
 
 func TestNewS3Store_RefusesMissingBucket(t *testing.T) {
@@ -183,7 +161,7 @@ func TestNewS3Store_RefusesMissingBucket(t *testing.T) {
 	require.ErrorContains(t, err, `archive bucket "daybook-test-does-not-exist"`)
 }
 
-func TestS3Store_PutManyWithCancelledContextUploadsNothing(t *testing.T) {
+func TestS3Store_PutSegmentWithCancelledContextUploadsNothing(t *testing.T) {
 	t.Parallel()
 	client := newTestClient(t)
 	bucket := newTestBucket(t, client)
@@ -192,21 +170,22 @@ func TestS3Store_PutManyWithCancelledContextUploadsNothing(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 
-	err = store.PutMany(ctx, []Object{{Key: "2026/01/02/s/1.json", Body: []byte(`{}`)}, {Key: "2026/01/02/s/2.json", Body: []byte(`{}`)}})
+	err = store.PutSegment(ctx, "segments/x.ndjson.gz", []byte("x"))
 
 	require.ErrorIs(t, err, context.Canceled)
 	require.Empty(t, listKeys(t.Context(), t, client, bucket))
 }
 
-func TestS3Store_PutManyRefusesEscapingKeysBeforeUploading(t *testing.T) {
+func TestS3Store_RefusesEscapingKeysBeforeUploading(t *testing.T) {
 	t.Parallel()
 	client := newTestClient(t)
 	bucket := newTestBucket(t, client)
 	store, err := NewS3Store(t.Context(), client, bucket, "p")
 	require.NoError(t, err)
 
-	for _, key := range []string{"../x.json", "/x.json", ""} {
-		err := store.PutMany(t.Context(), []Object{{Key: "2026/01/02/s/1.json", Body: []byte(`{}`)}, {Key: key, Body: []byte(`{}`)}})
+	for _, key := range []string{"../x.ndjson.gz", "/x.ndjson.gz", ""} {
+		require.ErrorContains(t, store.PutSegment(t.Context(), key, []byte("x")), "must be relative")
+		_, err := store.Get(t.Context(), key)
 		require.ErrorContains(t, err, "must be relative")
 	}
 	require.Empty(t, listKeys(t.Context(), t, client, bucket))
@@ -229,11 +208,12 @@ func TestOpen_S3URLUsesDefaultAWSConfig(t *testing.T) {
 	s3store, ok := store.(*S3Store)
 	require.True(t, ok, "Open returned %T", store)
 	t.Cleanup(func() { require.NoError(t, s3store.Close()) })
-	require.NoError(t, store.PutMany(t.Context(), []Object{{Key: "2026/01/02/s/1.json", Body: []byte(`{"via":"open"}`)}}))
+	require.NoError(t, store.PutSegment(t.Context(), "segments/2026/01/02/s.ndjson.gz", []byte(`via open`)))
 
-	require.Equal(t, []string{"daybook/archive/2026/01/02/s/1.json"}, listKeys(t.Context(), t, client, bucket))
-	body, _ := getObject(t, client, bucket, "daybook/archive/2026/01/02/s/1.json")
-	require.Equal(t, `{"via":"open"}`, body)
+	require.Equal(t, []string{"daybook/archive/segments/2026/01/02/s.ndjson.gz"}, listKeys(t.Context(), t, client, bucket))
+	body, err := store.Get(t.Context(), "segments/2026/01/02/s.ndjson.gz")
+	require.NoError(t, err)
+	require.Equal(t, `via open`, string(body))
 
 	_, err = Open("s3:///prefix")
 	require.ErrorContains(t, err, "no bucket")

@@ -84,12 +84,13 @@ type BatchResult struct {
 const BatchSizeMax = 500
 
 // ProcessBatch claims each event (PENDING -> PROCESSING, one attempt),
-// archives the payloads, then in one transaction appends them to the event
-// log (and so to the outbox), updates the orders projection and marks them
-// COMPLETED. Completion is a compare-and-set on each attempt: of two workers
-// holding the same event only one commits its effects. Batching changes no
-// outcome, only how many events share a round trip, a commit and a disk
-// flush: every event gets its own result.
+// archives their records in one segment (one file or one S3 PUT), then in
+// one transaction appends them to the event log (and so to the outbox),
+// updates the orders projection and marks them COMPLETED, each row recording
+// where its record lies in the segment. Completion is a compare-and-set on
+// each attempt: of two workers holding the same event only one commits its
+// effects. Batching changes no outcome, only how many events share a round
+// trip, a commit and a segment: every event gets its own result.
 //
 // A failed attempt puts its event back to PENDING and returns the error to
 // be retried; a rule violation, or a failure of the last attempt, marks it
@@ -166,16 +167,23 @@ func (p *Processor) ProcessBatch(ctx context.Context, events []Event) []BatchRes
 		return results
 	}
 
-	objects := make([]archive.Object, len(work))
-	for k, t := range work {
-		body, err := t.rec.Encode()
+	// Each event's archive line; one that cannot be archived fails alone.
+	lines := make([][]byte, 0, len(work))
+	kept := work[:0]
+	for _, t := range work {
+		line, err := archiveLine(t.rec)
 		if err != nil {
 			results[t.index] = p.failed(ctx, t, err)
-			return results
+			continue
 		}
-		objects[k] = archive.Object{Key: archive.Key(t.rec.ReceivedAt, t.rec.Source, t.rec.ID.String()), Body: body}
+		kept = append(kept, t)
+		lines = append(lines, line)
 	}
-	if err := p.archive.PutMany(ctx, objects); err != nil {
+	work = kept
+	if len(work) == 0 {
+		return results
+	}
+	if err := p.archiveSegments(ctx, work, lines); err != nil {
 		for _, t := range work {
 			results[t.index] = p.failed(ctx, t, fmt.Errorf("archive payload: %w", err))
 		}
@@ -202,6 +210,8 @@ type task struct {
 	rec    Record
 	update *projections.OrderUpdate
 	data   []byte
+	// archived is where this attempt archived the event's record.
+	archived archive.Pointer
 }
 
 func (t task) attempt() FinishAttemptParams {
@@ -222,7 +232,10 @@ func (p *Processor) outcome(ctx context.Context, t task, owned bool, err error) 
 }
 
 // commit writes the effects of the attempts that still own their events,
-// in one transaction, and reports which did.
+// in one transaction, and reports which did. It runs once their segment is
+// durable, and only it writes pointers, so a committed row always points at
+// bytes that exist: a commit that fails and is retried event by event
+// reuses the same segment, each row pointing at its own line.
 func (p *Processor) commit(ctx context.Context, work []task) ([]bool, error) {
 	var owned []bool
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
@@ -236,7 +249,7 @@ func (p *Processor) commit(ctx context.Context, work []task) ([]bool, error) {
 		}
 		var appends []eventstore.Append
 		var updates []projections.OrderUpdate
-		var ids []uuid.UUID
+		var done []Completion
 		for k, t := range work {
 			if !owned[k] {
 				continue // rescued or replayed meanwhile: its new attempt decides
@@ -252,9 +265,9 @@ func (p *Processor) commit(ctx context.Context, work []task) ([]bool, error) {
 			if t.update != nil {
 				updates = append(updates, *t.update)
 			}
-			ids = append(ids, t.rec.ID)
+			done = append(done, Completion{ID: t.rec.ID, Archive: t.archived})
 		}
-		if len(ids) == 0 {
+		if len(done) == 0 {
 			return nil
 		}
 		if _, err := eventstore.AppendManyTx(ctx, tx, appends); err != nil {
@@ -265,7 +278,7 @@ func (p *Processor) commit(ctx context.Context, work []task) ([]bool, error) {
 				return err
 			}
 		}
-		return p.store.CompleteOwnedTx(ctx, tx, ids)
+		return p.store.CompleteOwnedTx(ctx, tx, done)
 	})
 	return owned, err
 }
@@ -302,6 +315,96 @@ func (p *Processor) fail(ctx context.Context, attempt FinishAttemptParams, cause
 		return BatchResult{Outcome: OutcomeSkipped}
 	}
 	return BatchResult{Err: &PermanentError{Err: cause}}
+}
+
+// archiveLine is what is archived of an event: its queue encoding, one line
+// of compact JSON (encoding/json escapes any newline inside a string). A
+// record the segment cannot hold breaks a rule: retrying cannot shrink it.
+func archiveLine(rec Record) ([]byte, error) {
+	line, err := rec.Encode()
+	if err != nil {
+		return nil, err
+	}
+	if err := archive.CheckLine(line); err != nil {
+		return nil, fmt.Errorf("archive event %s: %w", rec.ID, errors.Join(err, ErrRule))
+	}
+	return line, nil
+}
+
+// archiveSegments writes the lines of work into one segment, or more when
+// the batch outgrows archive.SegmentBytesMax (only for events near the size
+// limit), stores them and records in each task where its line lies.
+//
+// Every attempt writes segments under new keys. When its commit then fails
+// (or the attempt lost its event), its segments stay behind, unreferenced:
+// harmless garbage, since a pointer is only written by the commit of the
+// attempt that archived the bytes. Nothing collects them yet.
+func (p *Processor) archiveSegments(ctx context.Context, work []task, lines [][]byte) error {
+	now := time.Now()
+	var w *archive.SegmentWriter
+	put := func() error {
+		body, err := w.Close()
+		if err != nil {
+			return err
+		}
+		return p.archive.PutSegment(ctx, w.Key(), body)
+	}
+	for k, line := range lines {
+		if w == nil || !w.Fits(len(line)) {
+			if w != nil {
+				if err := put(); err != nil {
+					return err
+				}
+			}
+			key, err := archive.SegmentKey(now)
+			if err != nil {
+				return err
+			}
+			w = archive.NewSegmentWriter(key)
+		}
+		ptr, err := w.Append(line)
+		if err != nil {
+			return err
+		}
+		work[k].archived = ptr
+	}
+	return put()
+}
+
+// ErrNotArchived marks an event that has no archived record to read back:
+// it is not COMPLETED yet, or it was completed before records were archived
+// in segments (migration 0006), when no pointer was kept.
+var ErrNotArchived = errors.New("event has no segment pointer")
+
+// ReadArchived reads back the record that the attempt which completed rec
+// archived: the line its pointer names, checked against the recorded SHA-256
+// and against rec's id. It never returns other bytes than those archived:
+// a missing segment wraps archive.ErrNotFound, and bytes that do not match
+// wrap archive.ErrCorrupt.
+func ReadArchived(ctx context.Context, a archive.Store, rec Record) (Event, error) {
+	if rec.Archive == nil {
+		if rec.Status == StatusCompleted {
+			return Event{}, fmt.Errorf("event %s was completed before payloads were archived in segments: %w", rec.ID, ErrNotArchived)
+		}
+		return Event{}, fmt.Errorf("event %s is %s: its payload is archived once it is COMPLETED: %w", rec.ID, rec.Status, ErrNotArchived)
+	}
+	line, err := archive.ReadLine(ctx, a, *rec.Archive)
+	if err != nil {
+		return Event{}, fmt.Errorf("event %s: %w", rec.ID, err)
+	}
+	return DecodeArchived(rec.ID, line)
+}
+
+// DecodeArchived parses an archived line that must be event id's record.
+func DecodeArchived(id uuid.UUID, line []byte) (Event, error) {
+	e, err := Decode(line)
+	if err != nil {
+		return Event{}, fmt.Errorf("event %s: %w: %w", id, archive.ErrCorrupt, err)
+	}
+	if e.ID != id {
+		return Event{}, fmt.Errorf("event %s: %w: the archived record is event %s's", id, archive.ErrCorrupt, e.ID)
+	}
+	return e, nil
 }
 
 func logData(rec Record) ([]byte, error) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -72,22 +74,47 @@ func (f *fixture) record(t *testing.T, id uuid.UUID) ingest.Record {
 	return rec
 }
 
-func (f *fixture) archivePath(e ingest.Event) string {
-	return f.archive.Path(archive.Key(e.ReceivedAt, e.Source, e.ID.String()))
+// archived reads back the record archived for event id, through its row's
+// pointer, as GET /events/{id}/payload does.
+func (f *fixture) archived(t *testing.T, id uuid.UUID) ingest.Event {
+	t.Helper()
+	e, err := ingest.ReadArchived(t.Context(), f.archive, f.record(t, id))
+	require.NoError(t, err)
+	return e
 }
 
-// hookArchive runs before ahead of every write, to act while an attempt is
-// between its claim and its commit.
+// segments lists the keys of the segment files in the archive, sorted.
+func (f *fixture) segments(t *testing.T) []string {
+	t.Helper()
+	var keys []string
+	root := filepath.Join(f.dir, "segments")
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) && path == root {
+			return filepath.SkipDir
+		}
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(f.dir, path)
+		keys = append(keys, filepath.ToSlash(rel))
+		return err
+	})
+	require.NoError(t, err)
+	return keys
+}
+
+// hookArchive runs before ahead of every segment write, to act while an
+// attempt is between its claim and its commit.
 type hookArchive struct {
 	archive.Store
 	before func() error
 }
 
-func (h hookArchive) PutMany(ctx context.Context, objects []archive.Object) error {
+func (h hookArchive) PutSegment(ctx context.Context, key string, body []byte) error {
 	if err := h.before(); err != nil {
 		return err
 	}
-	return h.Store.PutMany(ctx, objects)
+	return h.Store.PutSegment(ctx, key, body)
 }
 
 func TestProcessor_OrderUpdateIsCompletedWithAllItsEffects(t *testing.T) {
@@ -148,10 +175,9 @@ func TestProcessor_OrderUpdateIsCompletedWithAllItsEffects(t *testing.T) {
 	require.NoError(t, f.pool.QueryRow(ctx, `SELECT payload->>'destination_topic' FROM outbox`).Scan(&destination))
 	require.Equal(t, eventstore.LogTopic, destination)
 
-	body, err := os.ReadFile(f.archivePath(e))
-	require.NoError(t, err)
-	archived, err := ingest.Decode(body)
-	require.NoError(t, err)
+	require.Len(t, f.segments(t), 1)
+	require.Equal(t, f.segments(t)[0], rec.Archive.Segment)
+	archived := f.archived(t, e.ID)
 	require.Equal(t, e.ID, archived.ID)
 	require.Equal(t, e.IdempotencyKey, archived.IdempotencyKey)
 	require.Equal(t, "o-1", archived.OrderID)
@@ -172,7 +198,8 @@ func TestProcessor_EventOfAnotherSourceIsLoggedWithoutAnOrder(t *testing.T) {
 	require.Equal(t, ingest.StatusCompleted, f.record(t, e.ID).Status)
 	require.Equal(t, 1, logRows(t, f.pool, e.ID))
 	require.Zero(t, count(t, f.pool, `SELECT count(*) FROM orders`))
-	require.FileExists(t, f.archivePath(e))
+	require.Equal(t, e.ID, f.archived(t, e.ID).ID)
+	require.Len(t, f.segments(t), 1)
 }
 
 func TestProcessor_SameEventAgainIsSkippedAndLoggedOnce(t *testing.T) {
@@ -210,7 +237,7 @@ func TestProcessor_OtherEventWithTheSameKeyIsADuplicate(t *testing.T) {
 	order, _, err := projections.GetOrder(t.Context(), f.pool, "o-1")
 	require.NoError(t, err)
 	require.Equal(t, "paid", order.Status)
-	require.NoFileExists(t, f.archivePath(again))
+	require.Len(t, f.segments(t), 1, "the original's segment alone")
 }
 
 func TestProcessor_RuleViolationFailsPermanentlyAtOnce(t *testing.T) {
@@ -257,12 +284,13 @@ func TestProcessor_RuleViolationFailsPermanentlyAtOnce(t *testing.T) {
 			require.Equal(t, 1, rec.Attempts)
 			require.Equal(t, tc.lastErr, rec.LastError)
 			require.Zero(t, logRows(t, f.pool, e.ID))
-			require.NoFileExists(t, f.archivePath(e))
+			require.Nil(t, rec.Archive)
 		})
 	}
 	require.Zero(t, count(t, f.pool, `SELECT count(*) FROM event_log`))
 	require.Zero(t, count(t, f.pool, `SELECT count(*) FROM orders`))
 	require.Zero(t, count(t, f.pool, `SELECT count(*) FROM outbox`))
+	require.Empty(t, f.segments(t), "nothing is archived of an event that breaks a rule")
 }
 
 // A worker killed after it failed an event, before the poison queue recorded
@@ -377,7 +405,7 @@ func TestProcessor_ClaimBeyondMaxAttemptsFailsPermanentlyAtOnce(t *testing.T) {
 	require.Equal(t, maxAttempts+1, rec.Attempts)
 	require.Equal(t, want, rec.LastError)
 	require.Zero(t, logRows(t, f.pool, e.ID))
-	require.NoFileExists(t, f.archivePath(e), "nothing of the attempt ran")
+	require.Empty(t, f.segments(t), "nothing of the attempt ran")
 }
 
 func TestProcessor_FiftyConcurrentProcessesOfOneEventCompleteItOnce(t *testing.T) {
@@ -539,5 +567,109 @@ func TestNewProcessor_RequiresAPositiveMaxAttempts(t *testing.T) {
 	for _, n := range []int{0, -1} {
 		_, err := ingest.NewProcessor(nil, nil, nil, ingest.ProcessorConfig{MaxAttempts: n})
 		require.EqualError(t, err, "processor: MaxAttempts must be positive")
+	}
+}
+
+func TestReadArchived_SaysWhyAnEventHasNoRecordToReadBack(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := t.Context()
+	processing := rowIn(t, f.pool, ingest.StatusProcessing)
+	completedBefore := rowIn(t, f.pool, ingest.StatusCompleted) // completed without a pointer, as before segments
+
+	_, err := ingest.ReadArchived(ctx, f.archive, f.record(t, processing))
+	require.ErrorIs(t, err, ingest.ErrNotArchived)
+	require.EqualError(t, err, "event "+processing.String()+" is PROCESSING: its payload is archived once it is COMPLETED: event has no segment pointer")
+
+	_, err = ingest.ReadArchived(ctx, f.archive, f.record(t, completedBefore))
+	require.ErrorIs(t, err, ingest.ErrNotArchived)
+	require.EqualError(t, err, "event "+completedBefore.String()+" was completed before payloads were archived in segments: event has no segment pointer")
+}
+
+// Never other bytes than those archived: a segment overwritten with other
+// bytes, or gone, is an error, not a payload.
+func TestReadArchived_RefusesACorruptedOrMissingSegment(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := t.Context()
+	a, b := newEvent(t, "clicks", `{"n":1}`), newEvent(t, "clicks", `{"n":2}`)
+	for _, r := range f.proc.ProcessBatch(ctx, []ingest.Event{a, b}) {
+		require.Equal(t, ingest.BatchResult{Outcome: ingest.OutcomeCompleted}, r)
+	}
+	rec := f.record(t, a.ID)
+	key := rec.Archive.Segment
+
+	// Another segment's bytes under this key: same shape, other records.
+	other := archive.NewSegmentWriter(key)
+	for _, e := range []ingest.Event{b, a} {
+		line, err := f.record(t, e.ID).Encode()
+		require.NoError(t, err)
+		_, err = other.Append(line)
+		require.NoError(t, err)
+	}
+	body, err := other.Close()
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(f.archive.Path(key), body, 0o600))
+	_, err = ingest.ReadArchived(ctx, f.archive, rec)
+	require.ErrorIs(t, err, archive.ErrCorrupt)
+
+	// A record that hashes right but is another event's is refused too.
+	_, err = ingest.DecodeArchived(a.ID, mustEncode(t, f.record(t, b.ID)))
+	require.ErrorIs(t, err, archive.ErrCorrupt)
+	require.ErrorContains(t, err, "the archived record is event "+b.ID.String())
+
+	require.NoError(t, os.Remove(f.archive.Path(key)))
+	_, err = ingest.ReadArchived(ctx, f.archive, rec)
+	require.ErrorIs(t, err, archive.ErrNotFound)
+	require.ErrorContains(t, err, "event "+a.ID.String()+": archive "+key)
+}
+
+func mustEncode(t *testing.T, rec ingest.Record) []byte {
+	t.Helper()
+	b, err := rec.Encode()
+	require.NoError(t, err)
+	return b
+}
+
+// BenchmarkSegment_LoadtestEvents archives records shaped like the load
+// tool's events (order_updates, a status and an amount) in segments of the
+// batch sizes the worker sees, and reports the bytes each event costs.
+func BenchmarkSegment_LoadtestEvents(b *testing.B) {
+	statuses := []string{"created", "paid", "shipped", "delivered"}
+	for _, size := range []int{66, 256, 500} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
+			lines := make([][]byte, size)
+			var raw int
+			for i := range lines {
+				id := uuid.Must(uuid.NewV7())
+				at := time.Now().UTC()
+				e := ingest.Event{
+					ID: id, IdempotencyKey: uuid.NewString(), Source: logevent.SourceOrderUpdates, Type: "order.updated",
+					OrderID: uuid.NewSHA1(uuid.NameSpaceOID, fmt.Appendf(nil, "order-%d", i%1000)).String(),
+					Payload: json.RawMessage(`{"amount": "12.34", "status": "` + statuses[i%4] + `"}`), OccurredAt: &at, ReceivedAt: at,
+					CorrelationID: uuid.NewString(), APIKeyID: "k7q2m9x4p1z8",
+				}
+				line, err := e.Encode()
+				require.NoError(b, err)
+				lines[i], raw = line, raw+len(line)
+			}
+			var compressed int
+			for b.Loop() {
+				w := archive.NewSegmentWriter("segments/2026/01/02/x.ndjson.gz")
+				for _, l := range lines {
+					if _, err := w.Append(l); err != nil {
+						b.Fatal(err)
+					}
+				}
+				body, err := w.Close()
+				if err != nil {
+					b.Fatal(err)
+				}
+				compressed = len(body)
+			}
+			b.ReportMetric(float64(raw)/float64(size), "line-bytes/event")
+			b.ReportMetric(float64(compressed)/float64(size), "segment-bytes/event")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*size), "ns/event")
+		})
 	}
 }

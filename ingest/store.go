@@ -2,15 +2,19 @@ package ingest
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/daybook/daybook/archive"
 )
 
 // Errors the store translates from the database.
@@ -29,6 +33,10 @@ type Record struct {
 	LastError string
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// Archive is where the event's archived record lies: set in the commit
+	// that made it COMPLETED, nil before that and for events completed before
+	// segments existed (migration 0006).
+	Archive *archive.Pointer
 }
 
 // Store reads and writes table ingestion_events. It is the only code that does.
@@ -202,19 +210,40 @@ func (s *Store) OwnedTx(ctx context.Context, tx pgx.Tx, attempts []FinishAttempt
 	return owned, nil
 }
 
-// CompleteOwnedTx moves events whose attempts OwnedTx confirmed to COMPLETED.
-func (s *Store) CompleteOwnedTx(ctx context.Context, tx pgx.Tx, ids []uuid.UUID) error {
+// Completion is an event whose attempt OwnedTx confirmed, and where the
+// attempt archived it.
+type Completion struct {
+	ID      uuid.UUID
+	Archive archive.Pointer
+}
+
+// CompleteOwnedTx moves events whose attempts OwnedTx confirmed to
+// COMPLETED and records, in that same UPDATE, where each one's record is
+// archived: the database refuses to set or change a pointer at any other
+// moment, so a row never points at bytes of an attempt that did not commit.
+func (s *Store) CompleteOwnedTx(ctx context.Context, tx pgx.Tx, done []Completion) error {
 	if !CanTransition(StatusProcessing, StatusCompleted) {
 		return fmt.Errorf("complete: PROCESSING -> COMPLETED: %w", ErrTransition)
 	}
-	tag, err := tx.Exec(ctx, `UPDATE ingestion_events SET status = 'COMPLETED', last_error = NULL
-		WHERE id = ANY($1) AND status = 'PROCESSING'`, ids)
-	if err != nil {
-		return fmt.Errorf("complete %d events: %w", len(ids), translate(err))
+	n := len(done)
+	ids, segments, offsets, lengths, hashes := make([]uuid.UUID, n), make([]string, n), make([]int64, n), make([]int32, n), make([][]byte, n)
+	for i, d := range done {
+		if d.Archive.Segment == "" || d.Archive.Offset < 0 || d.Archive.Length <= 0 || d.Archive.Length > math.MaxInt32 {
+			return fmt.Errorf("complete event %s: archive pointer %s is not whole", d.ID, d.Archive)
+		}
+		ids[i], segments[i], offsets[i], lengths[i] = d.ID, d.Archive.Segment, d.Archive.Offset, int32(d.Archive.Length)
+		hashes[i] = d.Archive.SHA256[:]
 	}
-	if int(tag.RowsAffected()) != len(ids) {
+	tag, err := tx.Exec(ctx, `UPDATE ingestion_events AS e SET status = 'COMPLETED', last_error = NULL,
+			archive_segment = u.segment, archive_offset = u.off, archive_length = u.len, archive_sha256 = u.sha256
+		FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::integer[], $5::bytea[]) AS u(id, segment, off, len, sha256)
+		WHERE e.id = u.id AND e.status = 'PROCESSING'`, ids, segments, offsets, lengths, hashes)
+	if err != nil {
+		return fmt.Errorf("complete %d events: %w", n, translate(err))
+	}
+	if int(tag.RowsAffected()) != n {
 		// OwnedTx holds their locks: anything else is a bug, and the caller rolls back.
-		return fmt.Errorf("complete %d events: %d were PROCESSING", len(ids), tag.RowsAffected())
+		return fmt.Errorf("complete %d events: %d were PROCESSING", n, tag.RowsAffected())
 	}
 	return nil
 }
@@ -393,17 +422,94 @@ func (s *Store) List(ctx context.Context, p ListParams) ([]Record, bool, error) 
 	return recs, more, nil
 }
 
+// ArchivedRef is a COMPLETED event and where its record is archived.
+type ArchivedRef struct {
+	ID      uuid.UUID
+	Archive archive.Pointer
+}
+
+// ArchivedParams selects a page of COMPLETED events that have an archive
+// pointer, in id order.
+type ArchivedParams struct {
+	After uuid.UUID // keyset cursor: the last id of the previous page
+	// CompletedSince keeps events completed at or after it (updated_at, which
+	// the trigger stamps on the move to COMPLETED and never changes after);
+	// the zero time keeps all.
+	CompletedSince time.Time
+	Limit          int
+}
+
+// ListArchived returns a page of archived events and whether more follow.
+func (s *Store) ListArchived(ctx context.Context, p ArchivedParams) ([]ArchivedRef, bool, error) {
+	if p.Limit <= 0 || p.Limit > ListLimitMax {
+		p.Limit = ListLimitMax
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id, archive_segment, archive_offset, archive_length, archive_sha256
+		FROM ingestion_events
+		WHERE status = 'COMPLETED' AND archive_segment IS NOT NULL AND id > $1 AND updated_at >= $2
+		ORDER BY id LIMIT $3`, p.After, p.CompletedSince, p.Limit+1)
+	if err != nil {
+		return nil, false, fmt.Errorf("list archived events: %w", err)
+	}
+	refs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ArchivedRef, error) {
+		var ref ArchivedRef
+		var length int32
+		var hash []byte
+		if err := r.Scan(&ref.ID, &ref.Archive.Segment, &ref.Archive.Offset, &length, &hash); err != nil {
+			return ref, err
+		}
+		if len(hash) != sha256.Size {
+			return ref, fmt.Errorf("event %s: archive_sha256 has %d bytes", ref.ID, len(hash))
+		}
+		ref.Archive.Length, ref.Archive.SHA256 = int(length), [sha256.Size]byte(hash)
+		return ref, nil
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("list archived events: %w", err)
+	}
+	more := len(refs) > p.Limit
+	if more {
+		refs = refs[:p.Limit]
+	}
+	return refs, more, nil
+}
+
+// CountUnarchived counts the COMPLETED events completed at or after since
+// that have no archive pointer: those completed before segments existed.
+func (s *Store) CountUnarchived(ctx context.Context, since time.Time) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM ingestion_events
+		WHERE status = 'COMPLETED' AND archive_segment IS NULL AND updated_at >= $1`, since).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count unarchived events: %w", err)
+	}
+	return n, nil
+}
+
 const recordColumns = `id, idempotency_key, source, type, coalesce(order_id, ''), payload, occurred_at, received_at,
-	coalesce(correlation_id, ''), coalesce(api_key_id, ''), status, attempts, replays, coalesce(last_error, ''), created_at, updated_at`
+	coalesce(correlation_id, ''), coalesce(api_key_id, ''), status, attempts, replays, coalesce(last_error, ''), created_at, updated_at,
+	archive_segment, archive_offset, archive_length, archive_sha256`
 
 func scanRecord(row pgx.Row) (Record, error) {
 	var r Record
 	var payload []byte
 	var status string
+	var segment *string
+	var offset *int64
+	var length *int32
+	var hash []byte
 	err := row.Scan(&r.ID, &r.IdempotencyKey, &r.Source, &r.Type, &r.OrderID, &payload, &r.OccurredAt, &r.ReceivedAt,
-		&r.CorrelationID, &r.APIKeyID, &status, &r.Attempts, &r.Replays, &r.LastError, &r.CreatedAt, &r.UpdatedAt)
+		&r.CorrelationID, &r.APIKeyID, &status, &r.Attempts, &r.Replays, &r.LastError, &r.CreatedAt, &r.UpdatedAt,
+		&segment, &offset, &length, &hash)
 	r.Payload = json.RawMessage(payload)
 	r.Status = Status(status)
+	if err == nil && segment != nil {
+		// The table's CHECK holds the four columns all set or all NULL.
+		if offset == nil || length == nil || len(hash) != sha256.Size {
+			return r, fmt.Errorf("event %s: archive pointer is not whole", r.ID)
+		}
+		r.Archive = &archive.Pointer{Segment: *segment, Offset: *offset, Length: int(*length), SHA256: [sha256.Size]byte(hash)}
+	}
 	return r, err
 }
 

@@ -1,13 +1,17 @@
 package ingest_test
 
 import (
+	"crypto/sha256"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
+	"github.com/daybook/daybook/archive"
 	"github.com/daybook/daybook/ingest"
 	"github.com/daybook/daybook/internal/testdb"
 )
@@ -456,4 +460,159 @@ func TestGet_UnknownEventIsNotFound(t *testing.T) {
 	require.ErrorIs(t, err, ingest.ErrNotFound)
 	_, err = store.GetByKey(t.Context(), "nobody")
 	require.ErrorIs(t, err, ingest.ErrNotFound)
+}
+
+// pointerSQL sets a whole archive pointer in an UPDATE's SET list.
+const pointerSQL = `archive_segment = 'segments/2026/01/02/x.ndjson.gz', archive_offset = 0, archive_length = 7,
+	archive_sha256 = sha256('{"n":1}')`
+
+// completeWithPointer completes a PROCESSING row the way the processor's
+// commit does, pointer and status in one UPDATE.
+func completeWithPointer(t *testing.T, store *ingest.Store, pool *pgxpool.Pool, id uuid.UUID, p archive.Pointer) {
+	t.Helper()
+	owned := false
+	require.NoError(t, pgx.BeginFunc(t.Context(), pool, func(tx pgx.Tx) error {
+		got, err := store.OwnedTx(t.Context(), tx, []ingest.FinishAttemptParams{{ID: id, Attempts: 1}})
+		if err != nil {
+			return err
+		}
+		owned = got[0]
+		return store.CompleteOwnedTx(t.Context(), tx, []ingest.Completion{{ID: id, Archive: p}})
+	}))
+	require.True(t, owned)
+}
+
+func TestCompleteOwnedTx_RecordsThePointerThatGetReturns(t *testing.T) {
+	t.Parallel()
+	pool := testdb.New(t)
+	store := ingest.NewStore(pool)
+	id := rowIn(t, pool, ingest.StatusProcessing)
+	p := archive.Pointer{Segment: "segments/2026/01/02/a.ndjson.gz", Offset: 1 << 33, Length: 385, SHA256: sha256.Sum256([]byte("line"))}
+
+	completeWithPointer(t, store, pool, id, p)
+
+	rec, err := store.Get(t.Context(), id)
+	require.NoError(t, err)
+	require.Equal(t, ingest.StatusCompleted, rec.Status)
+	require.Equal(t, &p, rec.Archive)
+	refs, more, err := store.ListArchived(t.Context(), ingest.ArchivedParams{})
+	require.NoError(t, err)
+	require.False(t, more)
+	require.Equal(t, []ingest.ArchivedRef{{ID: id, Archive: p}}, refs)
+
+	// A row completed without a pointer (as before segments) is not listed.
+	completedBefore := rowIn(t, pool, ingest.StatusCompleted)
+	rec, err = store.Get(t.Context(), completedBefore)
+	require.NoError(t, err)
+	require.Nil(t, rec.Archive)
+	refs, _, err = store.ListArchived(t.Context(), ingest.ArchivedParams{})
+	require.NoError(t, err)
+	require.Len(t, refs, 1)
+	n, err := store.CountUnarchived(t.Context(), time.Time{})
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n)
+	n, err = store.CountUnarchived(t.Context(), time.Now().Add(time.Hour))
+	require.NoError(t, err)
+	require.Zero(t, n, "none completed since an hour from now")
+}
+
+func TestCompleteOwnedTx_RefusesAPointerThatIsNotWhole(t *testing.T) {
+	t.Parallel()
+	pool := testdb.New(t)
+	store := ingest.NewStore(pool)
+	id := rowIn(t, pool, ingest.StatusProcessing)
+
+	for name, p := range map[string]archive.Pointer{
+		"no segment":      {Offset: 0, Length: 1},
+		"negative offset": {Segment: "s", Offset: -1, Length: 1},
+		"empty line":      {Segment: "s", Offset: 0, Length: 0},
+	} {
+		err := pgx.BeginFunc(t.Context(), pool, func(tx pgx.Tx) error {
+			return store.CompleteOwnedTx(t.Context(), tx, []ingest.Completion{{ID: id, Archive: p}})
+		})
+		require.ErrorContains(t, err, "is not whole", name)
+	}
+	require.Equal(t, rowState{ingest.StatusProcessing, 1, 0}, stateOf(t, pool, id))
+}
+
+// The database holds the pointer's rules on its own: it is set only by the
+// UPDATE that moves PROCESSING -> COMPLETED, whole, and never rewritten.
+func TestArchivePointer_IsSetOnlyOnCompletionAndNeverRewritten(t *testing.T) {
+	t.Parallel()
+	pool := testdb.New(t)
+	store := ingest.NewStore(pool)
+	ctx := t.Context()
+	requirePointerRefusal := func(t *testing.T, err error) {
+		t.Helper()
+		pgErr := pgError(t, err)
+		require.Equal(t, "23514", pgErr.Code, pgErr.Message)
+		require.Equal(t, "ingestion_events_archive_pointer", pgErr.ConstraintName, pgErr.Message)
+	}
+
+	t.Run("rewriting a COMPLETED row's pointer", func(t *testing.T) {
+		id := rowIn(t, pool, ingest.StatusProcessing)
+		p := archive.Pointer{Segment: "segments/2026/01/02/first.ndjson.gz", Offset: 10, Length: 7, SHA256: sha256.Sum256([]byte(`{"n":1}`))}
+		completeWithPointer(t, store, pool, id, p)
+
+		for name, set := range map[string]string{
+			"segment": `archive_segment = 'segments/2026/01/02/other.ndjson.gz'`,
+			"offset":  `archive_offset = 0`,
+			"length":  `archive_length = 8`,
+			"sha256":  `archive_sha256 = sha256('other')`,
+			"all":     pointerSQL,
+			"cleared": `archive_segment = NULL, archive_offset = NULL, archive_length = NULL, archive_sha256 = NULL`,
+		} {
+			_, err := pool.Exec(ctx, `UPDATE ingestion_events SET `+set+` WHERE id = $1`, id)
+			requirePointerRefusal(t, err)
+			rec, err := store.Get(ctx, id)
+			require.NoError(t, err, name)
+			require.Equal(t, &p, rec.Archive, name)
+		}
+	})
+
+	t.Run("setting a pointer on any other transition", func(t *testing.T) {
+		for name, tc := range map[string]struct {
+			from ingest.Status
+			set  string
+		}{
+			"while PENDING":         {ingest.StatusPending, pointerSQL},
+			"on a claim":            {ingest.StatusPending, `status = 'PROCESSING', attempts = attempts + 1, ` + pointerSQL},
+			"while PROCESSING":      {ingest.StatusProcessing, pointerSQL},
+			"on a retry":            {ingest.StatusProcessing, `status = 'PENDING', ` + pointerSQL},
+			"on a failure":          {ingest.StatusProcessing, `status = 'FAILED', ` + pointerSQL},
+			"on a replay":           {ingest.StatusFailed, `status = 'PENDING', attempts = 0, replays = replays + 1, ` + pointerSQL},
+			"after completing bare": {ingest.StatusCompleted, pointerSQL},
+		} {
+			id := rowIn(t, pool, tc.from)
+			before := stateOf(t, pool, id)
+			_, err := pool.Exec(ctx, `UPDATE ingestion_events SET `+tc.set+` WHERE id = $1`, id)
+			requirePointerRefusal(t, err)
+			require.Equal(t, before, stateOf(t, pool, id), name)
+		}
+	})
+
+	t.Run("an insert with a pointer", func(t *testing.T) {
+		_, err := pool.Exec(ctx, `INSERT INTO ingestion_events (id, idempotency_key, source, type, payload, received_at,
+				archive_segment, archive_offset, archive_length, archive_sha256)
+			VALUES (gen_random_uuid(), 'with-pointer', 's', 't', '{}', now(), 's', 0, 1, sha256('x'))`)
+		requirePointerRefusal(t, err)
+	})
+
+	t.Run("a partial or malformed pointer on completion", func(t *testing.T) {
+		for name, set := range map[string]string{
+			"segment alone":   `archive_segment = 's'`,
+			"no hash":         `archive_segment = 's', archive_offset = 0, archive_length = 1`,
+			"short hash":      `archive_segment = 's', archive_offset = 0, archive_length = 1, archive_sha256 = '\x00'::bytea`,
+			"negative offset": `archive_segment = 's', archive_offset = -1, archive_length = 1, archive_sha256 = sha256('x')`,
+			"empty line":      `archive_segment = 's', archive_offset = 0, archive_length = 0, archive_sha256 = sha256('x')`,
+			"empty segment":   `archive_segment = '', archive_offset = 0, archive_length = 1, archive_sha256 = sha256('x')`,
+		} {
+			id := rowIn(t, pool, ingest.StatusProcessing)
+			_, err := pool.Exec(ctx, `UPDATE ingestion_events SET status = 'COMPLETED', `+set+` WHERE id = $1`, id)
+			pgErr := pgError(t, err)
+			require.Equal(t, "23514", pgErr.Code, name)
+			require.Contains(t, []string{"ingestion_events_archive_pointer_whole", "ingestion_events_archive_pointer_valid"}, pgErr.ConstraintName, name)
+			require.Equal(t, rowState{ingest.StatusProcessing, 1, 0}, stateOf(t, pool, id), name)
+		}
+	})
 }

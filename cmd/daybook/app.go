@@ -19,7 +19,6 @@ import (
 
 	"github.com/daybook/daybook/api"
 	"github.com/daybook/daybook/apikey"
-	"github.com/daybook/daybook/archive"
 	"github.com/daybook/daybook/config"
 	"github.com/daybook/daybook/deadletter"
 	"github.com/daybook/daybook/handlers"
@@ -359,9 +358,13 @@ func (a *app) newHTTPServer(ctx context.Context) (*http.Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	archived, err := a.openArchive()
+	if err != nil {
+		return nil, err
+	}
 	srv := api.New(api.Deps{
 		Pool: a.pool, Redis: a.redis, RedisOptional: !a.wire.redisRequired(), QueueReady: a.wire.ready(), Gate: admitter, Events: ingest.NewStore(a.pool), Dead: deadletter.NewStore(a.pool),
-		Replayer: replayer, Ledger: book, Metrics: a.metrics, Logger: a.log,
+		Replayer: replayer, Ledger: book, Metrics: a.metrics, Logger: a.log, Archive: archived,
 	}, security)
 	return &http.Server{
 		Addr:              a.cfg.HTTPAddr,
@@ -385,12 +388,9 @@ func (a *app) opsServer(addr string) *http.Server {
 }
 
 func (a *app) newWorker(ctx context.Context) (*handlers.Worker, error) {
-	store, err := archive.Open(a.cfg.ArchiveURL)
+	store, err := a.openArchive()
 	if err != nil {
 		return nil, err
-	}
-	if c, ok := store.(io.Closer); ok {
-		a.closers = append(a.closers, c)
 	}
 	work, log, err := a.wire.worker(ctx, a, hostName())
 	if err != nil {
@@ -405,6 +405,7 @@ func (a *app) newWorker(ctx context.Context) (*handlers.Worker, error) {
 		StuckAfter: w.StuckAfter, RescueInterval: w.RescueInterval,
 		BreakerProbeInterval: w.BreakerProbeInterval, AttemptTimeout: w.AttemptTimeout,
 		ShutdownTimeout: a.cfg.ShutdownTimeout, ReconcileInterval: w.ReconcileInterval,
+		NoDedup: !w.Dedup,
 	})
 }
 

@@ -1,5 +1,5 @@
 // Command daybook is the only binary: the API, the worker, and the
-// operator's commands (migrate, dlq, openapi).
+// operator's commands (migrate, dlq, openapi, archive, ...).
 package main
 
 import (
@@ -30,6 +30,10 @@ usage:
                                  make an API key; prints {id,key,name,scopes} once
   daybook keys list              keys without their secrets, with last use
   daybook keys revoke ID         revoke a key (servers honour it within 5 s)
+  daybook archive get ID         print an event's archived payload
+  daybook archive verify [--since RFC3339]
+                                 check every archived payload against its segment
+                                 (exit 0 clean, 1 with a line per mismatch or missing segment)
   daybook openapi [--json]       print the OpenAPI 3.1 document
 
 configuration comes from the environment (see README.md).
@@ -70,6 +74,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		var mismatches int
 		if mismatches, err = reconcileCmd(ctx, args[1:], stdout, nil); err == nil && mismatches > 0 {
 			return 1 // the report above names each mismatch
+		}
+	case "archive":
+		var problems int
+		if problems, err = archiveCmd(ctx, args[1:], stdout); err == nil && problems > 0 {
+			return 1 // verify printed a line per problem
 		}
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
