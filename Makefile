@@ -33,11 +33,13 @@ lint:
 	scripts/check-client.sh
 
 # Go benchmarks, then the ingest load tool against a freshly started instance
-# (rate limit off, its own Redis key prefix), which stops itself.
+# (rate limit off, its own Redis key prefix), which stops itself, then the
+# burn-down of a 100,000-event backlog by \`daybook worker\` alone.
 bench: services build
 	$(GO) test -run '^$$' -bench Admit -benchtime 2s ./transport/redisstream/
 	$(GO) test -run '^$$' -bench Relay -benchtime 3x ./eventstore/
 	scripts/bench-ingest.sh
+	scripts/bench-drain.sh
 	scripts/bench-ledger.sh
 
 # k6 load tests (loadtest/k6/) against a freshly started instance: ingest at
