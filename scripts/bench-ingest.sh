@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts a fresh Daybook on 127.0.0.1:18080 (its own database and Redis
 # prefix, rate limit off), drives it with the ingest load tool, prints the
-# figures, and stops it. Override RATE, DURATION, BATCH, WORKERS.
+# figures, and stops it. Override RATE, DURATION, BATCH, WORKERS, BIN.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +20,7 @@ psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS daybook_bench" >/de
 archive=$(mktemp -d -t daybook-archive.XXXXXX)
 export DAYBOOK_ARCHIVE_URL="file://$archive" DAYBOOK_LOG_LEVEL=warn
 
-bin/daybook run >"$log" 2>&1 &
+"${BIN:-bin/daybook}" run >"$log" 2>&1 &
 pid=$!
 # A run leaves ~3 Redis keys per event (idempotency key, pending marker,
 # handled uuid) for up to 24 h: delete them with the archive, or every later
