@@ -108,13 +108,15 @@ func (s *Server) ingestOne(ctx context.Context, in *ingestInput) (*ingestOutput,
 	if err := json.Unmarshal(in.RawBody, &raw); err != nil {
 		return nil, huma.Error400BadRequest("malformed JSON", err)
 	}
-	canonical, err := ingest.Canonical(in.RawBody)
-	if err != nil {
-		return nil, huma.Error400BadRequest("malformed JSON", err)
-	}
 	header, keyAt, err := s.headerKey(in.IdempotencyKey, in.WebhookID)
 	if err != nil {
 		return nil, err
+	}
+	var canonical []byte // only a body without a key of its own is keyed by its hash
+	if header == "" && in.Body.EventID == "" {
+		if canonical, err = ingest.Canonical(in.RawBody); err != nil {
+			return nil, huma.Error400BadRequest("malformed JSON", err)
+		}
 	}
 	key := ingest.IdempotencyKey(header, in.Body.EventID, canonical)
 	if header == "" {
@@ -155,15 +157,18 @@ func (s *Server) ingestBatch(ctx context.Context, in *batchInput) (*batchOutput,
 	keys := make([]string, len(in.Body.Events))
 	var invalid []error
 	for i, item := range in.Body.Events {
-		canonical, err := ingest.Canonical(raw.Events[i])
-		if err != nil {
-			return nil, huma.Error400BadRequest("malformed JSON", err)
-		}
 		at := fmt.Sprintf("body.events[%d]", i)
 		header, keyAt := "", at+".event_id"
 		if s.cfg.Webhook != nil {
 			// A signed batch is one webhook message: its items are keyed by position.
 			header, keyAt = in.WebhookID+"/"+strconv.Itoa(i), "header.webhook-id"
+		}
+		var canonical []byte // only an item without a key of its own is keyed by its hash
+		if header == "" && item.EventID == "" {
+			var err error
+			if canonical, err = ingest.Canonical(raw.Events[i]); err != nil {
+				return nil, huma.Error400BadRequest("malformed JSON", err)
+			}
 		}
 		keys[i] = ingest.IdempotencyKey(header, item.EventID, canonical)
 		invalid = append(invalid, byteLimits(at, item, keyAt, keys[i])...)
