@@ -38,9 +38,9 @@ func (Marshaller) Marshal(_ string, msg *message.Message) (map[string]any, error
 	return map[string]any{FieldUUID: msg.UUID, FieldPayload: []byte(msg.Payload), FieldMetadata: string(md)}, nil
 }
 
-// Unmarshal never fails: watermill-redisstream v1.4.5 stops the whole
-// subscriber on an unmarshal error, so one malformed entry would halt the
-// queue. A malformed entry becomes a message flagged with transport.MetaDecodeError.
+// Unmarshal never fails: one malformed entry must not halt the queue (the
+// subscriber hands it on), so it becomes a message flagged with
+// transport.MetaDecodeError, which the handler fails into the DLQ.
 func (Marshaller) Unmarshal(values map[string]any) (*message.Message, error) {
 	id, _ := values[FieldUUID].(string)
 	problem := ""
