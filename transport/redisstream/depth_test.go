@@ -207,3 +207,30 @@ func TestNextIDAcrossSequenceOverflow(t *testing.T) {
 	require.EqualValues(t, 2, removed)
 	require.Equal(t, []string{"6-0"}, streamIDs(t, client, stream))
 }
+
+// Redis derives a group's lag from a counter that drifts once Redis lost data
+// and the group was recreated or moved (seen under chaos: lag 8,053 for a
+// group that had delivered the stream's last entry, the stream trimmed
+// empty). The depth trusts positions over the counter.
+func TestStreamDepth_IgnoresALagCounterThatDrifted(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	g, client, cfg := newTestGate(t, GateConfig{})
+	admitN(t, g, 5)
+	// The group at the stream's end, its entries-read counter left at 0:
+	// Redis then reports a lag of 5.
+	require.NoError(t, client.XGroupCreate(ctx, cfg.Stream, testGroup, "$").Err())
+	require.NoError(t, client.Do(ctx, "XGROUP", "SETID", cfg.Stream, testGroup, "$", "ENTRIESREAD", 0).Err())
+	groups, err := client.XInfoGroups(ctx, cfg.Stream).Result()
+	require.NoError(t, err)
+	require.EqualValues(t, 5, groups[0].Lag, "the drift is what this test exercises")
+	requireDepth(t, client, cfg.Stream, testGroup, 0, 0)
+
+	// Trimmed empty, with new entries counted as added: still nothing waits.
+	require.NoError(t, client.XTrimMaxLen(ctx, cfg.Stream, 0).Err())
+	requireDepth(t, client, cfg.Stream, testGroup, 0, 0)
+
+	// Past the drift, what is really waiting is counted.
+	admitN(t, g, 3)
+	requireDepth(t, client, cfg.Stream, testGroup, 3, 0)
+}
