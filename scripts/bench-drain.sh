@@ -66,12 +66,20 @@ echo "== fill: $EVENTS events through daybook serve (batch $BATCH)"
 "$BIN" serve >"$log" 2>&1 &
 pid=$!
 wait_ready "$API"
+redis_pid=$(pgrep -x redis-server | head -1)
+pg_pids() { pgrep -x postgres | tr '\n' ' '; }
+tick=$(getconf CLK_TCK)
+a0=$(cpu_ticks "$pid"); fp0=$(cpu_ticks $(pg_pids)); fr0=$(cpu_ticks "$redis_pid")
 go run ./loadtest ingest -url "http://$API" -rate 20000 -duration "$((EVENTS / 20000))s" \
   -batch "$BATCH" -workers 16 -drain-timeout 0 | grep -E 'accepted|sent|failed' || true
+a1=$(cpu_ticks "$pid"); fp1=$(cpu_ticks $(pg_pids)); fr1=$(cpu_ticks "$redis_pid")
 kill -TERM "$pid"; wait "$pid" || true
 pid=
 backlog=$(redis-cli -h 127.0.0.1 XLEN "${DAYBOOK_REDIS_PREFIX}daybook.events")
 echo "backlog: $backlog events on the stream"
+fill_us() { echo "scale=0; ($1) * 1000000 / $tick / $backlog" | bc -l; }
+printf 'fill CPU per event: API %d µs, postgres %d µs, redis %d µs (batches of %d)\n' \
+  "$(fill_us "$a1 - $a0")" "$(fill_us "$fp1 - $fp0")" "$(fill_us "$fr1 - $fr0")" "$BATCH"
 prefill=${PREFILL:-0}
 if ((prefill > 0)); then
   echo "== prefill: $prefill COMPLETED events and their event-log entries, stored directly"
@@ -96,7 +104,6 @@ SQL
 fi
 
 echo "== burn-down: daybook worker alone ($BIN)"
-tick=$(getconf CLK_TCK)
 [[ -n ${PPROF:-} ]] && export DAYBOOK_PPROF_ADDR=127.0.0.1:18092
 "$BIN" worker >>"$log" 2>&1 &
 pid=$!
@@ -104,8 +111,6 @@ if [[ -n ${PPROF:-} ]]; then
   wait_ready "$WORKER" /health
   curl -sf "http://127.0.0.1:18092/debug/pprof/profile?seconds=5" -o "$PPROF" &
 fi
-redis_pid=$(pgrep -x redis-server | head -1)
-pg_pids() { pgrep -x postgres | tr '\n' ' '; }
 w0=$(cpu_ticks "$pid"); p0=$(cpu_ticks $(pg_pids)); r0=$(cpu_ticks "$redis_pid")
 start=$(date +%s.%N)
 wait_ready "$WORKER" /health
