@@ -19,6 +19,7 @@ import (
 
 	"github.com/daybook/daybook/api"
 	"github.com/daybook/daybook/apikey"
+	"github.com/daybook/daybook/archive"
 	"github.com/daybook/daybook/config"
 	"github.com/daybook/daybook/deadletter"
 	"github.com/daybook/daybook/handlers"
@@ -51,6 +52,9 @@ type app struct {
 	wire wire
 	// closers are closed with the app (the S3 archive's idle connections).
 	closers []io.Closer
+	// archive is the payload store, opened by the first role that needs it
+	// (setup runs in one goroutine).
+	archive archive.Store
 }
 
 // open reads the configuration, creates the database if missing, applies

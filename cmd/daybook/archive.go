@@ -15,8 +15,13 @@ import (
 	"github.com/daybook/daybook/ingest"
 )
 
-// openArchive opens the store DAYBOOK_ARCHIVE_URL names; the app closes it.
+// openArchive opens the store DAYBOOK_ARCHIVE_URL names, once: `daybook run`'s
+// API and worker share it (on S3, one client and one bucket check). The app
+// closes it.
 func (a *app) openArchive() (archive.Store, error) {
+	if a.archive != nil {
+		return a.archive, nil
+	}
 	store, err := archive.Open(a.cfg.ArchiveURL)
 	if err != nil {
 		return nil, err
@@ -24,6 +29,7 @@ func (a *app) openArchive() (archive.Store, error) {
 	if c, ok := store.(io.Closer); ok {
 		a.closers = append(a.closers, c)
 	}
+	a.archive = store
 	return store, nil
 }
 

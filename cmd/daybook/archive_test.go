@@ -220,3 +220,16 @@ func TestRun_IngestedEventsPayloadReadsBackThroughTheAPIAndTheCommand(t *testing
 	}
 	in.sigterm()
 }
+
+// `daybook run` opens the archive once: its API and worker share one store
+// (on S3 one client, one bucket check).
+func TestOpenArchive_RunsAPIAndWorkerOnOneStore(t *testing.T) {
+	t.Parallel()
+	a := &app{}
+	a.cfg.ArchiveURL = "file://" + t.TempDir()
+	first, err := a.openArchive()
+	require.NoError(t, err)
+	second, err := a.openArchive()
+	require.NoError(t, err)
+	require.Same(t, first.(*archive.FileStore), second.(*archive.FileStore))
+}
