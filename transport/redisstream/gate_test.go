@@ -537,3 +537,58 @@ func BenchmarkAdmitBatch100(b *testing.B) {
 	})
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batchSize), "ns/event")
 }
+
+// Single admissions travel as one pipeline of EVALSHA: when Redis no longer
+// has the script (restarted, SCRIPT FLUSH) each is sent again in full.
+func TestAdmit_ScriptRedisForgotIsSentAgain(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	g, client, cfg := newTestGate(t, GateConfig{})
+	require.NoError(t, client.ScriptFlush(ctx).Err())
+
+	var wg sync.WaitGroup
+	results := make([]transport.Result, 20)
+	errs := make([]error, 20)
+	for i := range results {
+		wg.Go(func() { results[i], errs[i] = g.Admit(ctx, testAdmission("client-1", "flushed-"+strconv.Itoa(i))) })
+	}
+	wg.Wait()
+	for i := range results {
+		require.NoError(t, errs[i], "admission %d", i)
+		require.Equal(t, transport.Accepted, results[i].Outcome, "admission %d", i)
+	}
+	length, err := client.XLen(ctx, cfg.Stream).Result()
+	require.NoError(t, err)
+	require.EqualValues(t, 20, length)
+}
+
+// Concurrent single admissions share round trips, not rate limits: each
+// client still gets exactly its own burst.
+func TestAdmit_ConcurrentClientsEachKeepTheirOwnBucket(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	g, _, _ := newTestGate(t, GateConfig{RatePerSecond: 0.001, Burst: 10})
+
+	const perClient = 40
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	accepted := map[string]int{}
+	start := make(chan struct{})
+	for _, client := range []string{"client-a", "client-b", "client-c"} {
+		for i := range perClient {
+			wg.Go(func() {
+				<-start
+				res, err := g.Admit(ctx, testAdmission(client, client+"-"+strconv.Itoa(i)))
+				require.NoError(t, err)
+				if res.Outcome == transport.Accepted {
+					mu.Lock()
+					accepted[client]++
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	close(start)
+	wg.Wait()
+	require.Equal(t, map[string]int{"client-a": 10, "client-b": 10, "client-c": 10}, accepted)
+}

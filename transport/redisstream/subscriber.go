@@ -207,7 +207,7 @@ func (s *Subscriber) claim(ctx context.Context, stream string, out chan<- *messa
 			}).Result()
 			delivered := 0
 			for _, e := range entries {
-				if s.cfg.Held.Has(e.ID) {
+				if s.cfg.Held.has(e.ID) {
 					continue
 				}
 				delivered++
@@ -313,11 +313,7 @@ func (s *Subscriber) follow(ctx context.Context, msg *message.Message, out chan<
 		case <-s.closing:
 			return false
 		}
-		again := message.NewMessage(msg.UUID, msg.Payload)
-		for k, v := range msg.Metadata {
-			again.Metadata.Set(k, v)
-		}
-		msg = again
+		msg = msg.Copy() // a message is acked or nacked once: hand out a fresh one
 	}
 }
 
@@ -416,17 +412,10 @@ func (h *HeldEntries) remove(id string) {
 	delete(h.ids, id)
 }
 
-// Has reports whether a consumer of this process holds entry id.
-func (h *HeldEntries) Has(id string) bool {
+// has reports whether a consumer of this process holds entry id.
+func (h *HeldEntries) has(id string) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	_, ok := h.ids[id]
 	return ok
-}
-
-// Len is how many entries are in hand.
-func (h *HeldEntries) Len() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.ids)
 }

@@ -68,8 +68,7 @@ type Transport struct {
 	// pub appends to any stream, a batch in one round trip (the relay's).
 	pub *PipelinedPublisher
 
-	lease     *slotLease
-	startedAt time.Time
+	lease *slotLease
 	// names are this process's work consumers (<Name>-<slot>-<i>), set by Open.
 	names []string
 	// held are the work-stream entries this process's consumers have in
@@ -103,7 +102,7 @@ func (t *Transport) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	t.lease, t.startedAt = lease, time.Now()
+	t.lease = lease
 	t.names = make([]string, t.cfg.Consumers)
 	for i := range t.names {
 		t.names[i] = t.consumerName(strconv.Itoa(i))
