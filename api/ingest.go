@@ -112,13 +112,10 @@ func (s *Server) ingestOne(ctx context.Context, in *ingestInput) (*ingestOutput,
 	if err != nil {
 		return nil, err
 	}
-	var canonical []byte // only a body without a key of its own is keyed by its hash
-	if header == "" && in.Body.EventID == "" {
-		if canonical, err = ingest.Canonical(in.RawBody); err != nil {
-			return nil, huma.Error400BadRequest("malformed JSON", err)
-		}
+	key, err := ingest.IdempotencyKey(header, in.Body.EventID, in.RawBody)
+	if err != nil {
+		return nil, huma.Error400BadRequest("malformed JSON", err)
 	}
-	key := ingest.IdempotencyKey(header, in.Body.EventID, canonical)
 	if header == "" {
 		keyAt = "body.event_id"
 	}
@@ -163,14 +160,10 @@ func (s *Server) ingestBatch(ctx context.Context, in *batchInput) (*batchOutput,
 			// A signed batch is one webhook message: its items are keyed by position.
 			header, keyAt = in.WebhookID+"/"+strconv.Itoa(i), "header.webhook-id"
 		}
-		var canonical []byte // only an item without a key of its own is keyed by its hash
-		if header == "" && item.EventID == "" {
-			var err error
-			if canonical, err = ingest.Canonical(raw.Events[i]); err != nil {
-				return nil, huma.Error400BadRequest("malformed JSON", err)
-			}
+		var err error
+		if keys[i], err = ingest.IdempotencyKey(header, item.EventID, raw.Events[i]); err != nil {
+			return nil, huma.Error400BadRequest("malformed JSON", err)
 		}
-		keys[i] = ingest.IdempotencyKey(header, item.EventID, canonical)
 		invalid = append(invalid, byteLimits(at, item, keyAt, keys[i])...)
 	}
 	if len(invalid) > 0 {

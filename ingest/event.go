@@ -94,18 +94,23 @@ func (e Event) validate() error {
 }
 
 // IdempotencyKey picks an event's key: the X-Idempotency-Key header, else the
-// client's event_id, else the SHA-256 of the canonical body, so that a client
-// that sends the same body twice without any key is still deduplicated.
-func IdempotencyKey(header, eventID string, canonicalBody []byte) string {
+// client's event_id, else the SHA-256 of the canonical form of body, so that
+// a client that sends the same body twice without any key is still
+// deduplicated. The body is re-encoded only in that last case: it is the
+// costliest step of an ingest. An error means body is not one JSON document.
+func IdempotencyKey(header, eventID string, body []byte) (string, error) {
 	switch {
 	case header != "":
-		return header
+		return header, nil
 	case eventID != "":
-		return eventID
-	default:
-		sum := sha256.Sum256(canonicalBody)
-		return "sha256:" + hex.EncodeToString(sum[:])
+		return eventID, nil
 	}
+	canonical, err := Canonical(body)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(canonical)
+	return "sha256:" + hex.EncodeToString(sum[:]), nil
 }
 
 // Canonical re-encodes a JSON document with object keys sorted and no

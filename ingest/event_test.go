@@ -138,15 +138,25 @@ func TestCanonical_RejectsWhatIsNotOneJSONDocument(t *testing.T) {
 
 func TestIdempotencyKey_PrefersHeaderThenEventIDThenBodyHash(t *testing.T) {
 	t.Parallel()
+	key := func(header, eventID string, body []byte) string {
+		t.Helper()
+		k, err := ingest.IdempotencyKey(header, eventID, body)
+		require.NoError(t, err)
+		return k
+	}
 	body := []byte(`{}`)
-	require.Equal(t, "from-header", ingest.IdempotencyKey("from-header", "evt-1", body))
-	require.Equal(t, "evt-1", ingest.IdempotencyKey("", "evt-1", body))
+	require.Equal(t, "from-header", key("from-header", "evt-1", body))
+	require.Equal(t, "evt-1", key("", "evt-1", body))
 	// SHA-256 of the two bytes "{}".
 	require.Equal(t, "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
-		ingest.IdempotencyKey("", "", body))
+		key("", "", body))
 
-	canonical, err := ingest.Canonical([]byte(`{ "b":[1.10,2], "a":1 }`))
-	require.NoError(t, err)
+	// Hashed in canonical form: key order and white space do not matter.
 	require.Equal(t, "sha256:d9763d41789c9e316b4a667b91096c66f9b11ba877856f03373af48ce29936d9",
-		ingest.IdempotencyKey("", "", canonical))
+		key("", "", []byte(`{ "b":[1.10,2], "a":1 }`)))
+
+	// A header or an event_id spares the body's decoding: it is never read.
+	require.Equal(t, "evt-1", key("", "evt-1", []byte(`not json`)))
+	_, err := ingest.IdempotencyKey("", "", []byte(`not json`))
+	require.Error(t, err)
 }
