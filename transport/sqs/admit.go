@@ -58,7 +58,7 @@ type Admitter struct {
 // releaseAttempts bounds the retries of a failed Release.
 const releaseAttempts = 3
 
-// New returns an Admitter reserving on g, sending with pub, and looking keys up in stored.
+// NewAdmitter returns an Admitter reserving on g, sending with pub, and looking keys up in stored.
 func NewAdmitter(g *redisstream.Gate, pub message.Publisher, stored KeyLookup, cfg AdmitConfig) (*Admitter, error) {
 	if g == nil || pub == nil || stored == nil {
 		return nil, errors.New("sqs admitter: gate, publisher and key lookup are required")

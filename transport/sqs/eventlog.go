@@ -46,6 +46,9 @@ func (s *Queues) logTopic(ctx context.Context) (string, error) {
 // logQueue is consumer group's queue of the event log.
 func (s *Queues) logQueue(group string) string { return s.cfg.LogTopic + "-" + group }
 
+// logDeadQueue is where group's queue redrives to: Terraform names it alike.
+func (s *Queues) logDeadQueue(group string) string { return s.logQueue(group) + "-dlq" }
+
 // subscribeLogQueue makes group's queue and its DLQ, and subscribes the queue
 // to the topic with raw delivery (the SNS envelope would hide the message
 // attributes the unmarshaler reads). For emulators and tests; in production
@@ -54,7 +57,7 @@ func (s *Queues) subscribeLogQueue(ctx context.Context, topicARN, group string) 
 	queue := s.logQueue(group)
 	// The queue's ARN is known only once it exists: create it, then set the
 	// policy that lets the topic send to it.
-	arn, err := s.createPair(ctx, queue, queue+"-dlq")
+	arn, err := s.createPair(ctx, queue, s.logDeadQueue(group))
 	if err != nil {
 		return err
 	}

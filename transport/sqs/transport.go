@@ -181,7 +181,7 @@ func (t *Transport) Subscribe(group, _ string) (transport.Consumer, error) {
 		return transport.Consumer{}, err
 	}
 	t.mu.Lock()
-	t.dead[queue+"-dlq"] = t.cfg.Topics.Named(transport.LogTopic)
+	t.dead[t.q.logDeadQueue(group)] = t.cfg.Topics.Named(transport.LogTopic)
 	t.mu.Unlock()
 	return transport.Consumer{
 		Name: group, Topic: queue, Subscriber: sub,
