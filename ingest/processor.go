@@ -249,7 +249,7 @@ func (p *Processor) commit(ctx context.Context, work []task) ([]bool, error) {
 		}
 		var appends []eventstore.Append
 		var updates []projections.OrderUpdate
-		var done []Completion
+		var done []ArchivedRef
 		for k, t := range work {
 			if !owned[k] {
 				continue // rescued or replayed meanwhile: its new attempt decides
@@ -265,7 +265,7 @@ func (p *Processor) commit(ctx context.Context, work []task) ([]bool, error) {
 			if t.update != nil {
 				updates = append(updates, *t.update)
 			}
-			done = append(done, Completion{ID: t.rec.ID, Archive: t.archived})
+			done = append(done, ArchivedRef{ID: t.rec.ID, Archive: t.archived})
 		}
 		if len(done) == 0 {
 			return nil

@@ -210,9 +210,10 @@ func (s *Store) OwnedTx(ctx context.Context, tx pgx.Tx, attempts []FinishAttempt
 	return owned, nil
 }
 
-// Completion is an event whose attempt OwnedTx confirmed, and where the
-// attempt archived it.
-type Completion struct {
+// ArchivedRef is an event and where its record is archived: what
+// CompleteOwnedTx records for an attempt OwnedTx confirmed, and what
+// ListArchived reads back.
+type ArchivedRef struct {
 	ID      uuid.UUID
 	Archive archive.Pointer
 }
@@ -221,7 +222,7 @@ type Completion struct {
 // COMPLETED and records, in that same UPDATE, where each one's record is
 // archived: the database refuses to set or change a pointer at any other
 // moment, so a row never points at bytes of an attempt that did not commit.
-func (s *Store) CompleteOwnedTx(ctx context.Context, tx pgx.Tx, done []Completion) error {
+func (s *Store) CompleteOwnedTx(ctx context.Context, tx pgx.Tx, done []ArchivedRef) error {
 	if !CanTransition(StatusProcessing, StatusCompleted) {
 		return fmt.Errorf("complete: PROCESSING -> COMPLETED: %w", ErrTransition)
 	}
@@ -422,12 +423,6 @@ func (s *Store) List(ctx context.Context, p ListParams) ([]Record, bool, error) 
 	return recs, more, nil
 }
 
-// ArchivedRef is a COMPLETED event and where its record is archived.
-type ArchivedRef struct {
-	ID      uuid.UUID
-	Archive archive.Pointer
-}
-
 // ArchivedParams selects a page of COMPLETED events that have an archive
 // pointer, in id order.
 type ArchivedParams struct {
@@ -453,15 +448,21 @@ func (s *Store) ListArchived(ctx context.Context, p ArchivedParams) ([]ArchivedR
 	}
 	refs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ArchivedRef, error) {
 		var ref ArchivedRef
-		var length int32
+		var segment *string
+		var offset *int64
+		var length *int32
 		var hash []byte
-		if err := r.Scan(&ref.ID, &ref.Archive.Segment, &ref.Archive.Offset, &length, &hash); err != nil {
+		if err := r.Scan(&ref.ID, &segment, &offset, &length, &hash); err != nil {
 			return ref, err
 		}
-		if len(hash) != sha256.Size {
-			return ref, fmt.Errorf("event %s: archive_sha256 has %d bytes", ref.ID, len(hash))
+		p, err := pointerFrom(ref.ID, segment, offset, length, hash)
+		if err == nil && p == nil {
+			err = fmt.Errorf("event %s: no archive pointer", ref.ID)
 		}
-		ref.Archive.Length, ref.Archive.SHA256 = int(length), [sha256.Size]byte(hash)
+		if err != nil {
+			return ref, err
+		}
+		ref.Archive = *p
 		return ref, nil
 	})
 	if err != nil {
@@ -503,14 +504,22 @@ func scanRecord(row pgx.Row) (Record, error) {
 		&segment, &offset, &length, &hash)
 	r.Payload = json.RawMessage(payload)
 	r.Status = Status(status)
-	if err == nil && segment != nil {
-		// The table's CHECK holds the four columns all set or all NULL.
-		if offset == nil || length == nil || len(hash) != sha256.Size {
-			return r, fmt.Errorf("event %s: archive pointer is not whole", r.ID)
-		}
-		r.Archive = &archive.Pointer{Segment: *segment, Offset: *offset, Length: int(*length), SHA256: [sha256.Size]byte(hash)}
+	if err == nil {
+		r.Archive, err = pointerFrom(r.ID, segment, offset, length, hash)
 	}
 	return r, err
+}
+
+// pointerFrom reads the four archive columns of event id: nil when unset.
+// The table's CHECKs hold them all set or all NULL, and whole.
+func pointerFrom(id uuid.UUID, segment *string, offset *int64, length *int32, hash []byte) (*archive.Pointer, error) {
+	if segment == nil {
+		return nil, nil
+	}
+	if offset == nil || length == nil || len(hash) != sha256.Size {
+		return nil, fmt.Errorf("event %s: archive pointer is not whole", id)
+	}
+	return &archive.Pointer{Segment: *segment, Offset: *offset, Length: int(*length), SHA256: [sha256.Size]byte(hash)}, nil
 }
 
 // translate maps the state-machine trigger's refusal to ErrTransition.

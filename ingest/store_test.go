@@ -477,7 +477,7 @@ func completeWithPointer(t *testing.T, store *ingest.Store, pool *pgxpool.Pool, 
 			return err
 		}
 		owned = got[0]
-		return store.CompleteOwnedTx(t.Context(), tx, []ingest.Completion{{ID: id, Archive: p}})
+		return store.CompleteOwnedTx(t.Context(), tx, []ingest.ArchivedRef{{ID: id, Archive: p}})
 	}))
 	require.True(t, owned)
 }
@@ -528,7 +528,7 @@ func TestCompleteOwnedTx_RefusesAPointerThatIsNotWhole(t *testing.T) {
 		"empty line":      {Segment: "s", Offset: 0, Length: 0},
 	} {
 		err := pgx.BeginFunc(t.Context(), pool, func(tx pgx.Tx) error {
-			return store.CompleteOwnedTx(t.Context(), tx, []ingest.Completion{{ID: id, Archive: p}})
+			return store.CompleteOwnedTx(t.Context(), tx, []ingest.ArchivedRef{{ID: id, Archive: p}})
 		})
 		require.ErrorContains(t, err, "is not whole", name)
 	}
