@@ -63,23 +63,35 @@ type Append struct {
 	Events          []NewEvent
 }
 
-// AppendManyTx appends to several streams in one round trip and writes
-// their outbox messages in one statement, all inside tx. Each stream is held
-// to its expected version; a conflict on any fails the whole call (roll back).
+// AppendManyTx appends to several distinct streams with one statement and
+// writes their outbox messages with another, all inside tx. Each stream is
+// held to its expected version; a conflict on any fails the whole call
+// (roll back). Events take log positions in the order given.
 func AppendManyTx(ctx context.Context, tx pgx.Tx, appends []Append) ([][]Recorded, error) {
 	total := 0
+	streams := make(map[string]bool, len(appends))
 	for _, a := range appends {
 		total += len(a.Events)
 		if a.ExpectedVersion < 0 {
 			return nil, fmt.Errorf("append to %s: expected version %d is negative", a.StreamID, a.ExpectedVersion)
 		}
+		if streams[a.StreamID] {
+			// Each row is checked against the stream as the statement found it.
+			return nil, fmt.Errorf("append to %s: one call appends to a stream once", a.StreamID)
+		}
+		streams[a.StreamID] = true
 	}
 	if total > appendBatchMax {
 		return nil, fmt.Errorf("append %d events: at most %d at once", total, appendBatchMax)
 	}
 	out := make([][]Recorded, len(appends))
+	if total == 0 {
+		return out, nil
+	}
 	all := make([]*Recorded, 0, total)
-	batch := &pgx.Batch{}
+	ids, streamIDs, types := make([]uuid.UUID, 0, total), make([]string, 0, total), make([]string, 0, total)
+	versions, expected := make([]int64, 0, total), make([]int64, 0, total)
+	data, metadata := make([]string, 0, total), make([]string, 0, total)
 	for ai, a := range appends {
 		out[ai] = make([]Recorded, len(a.Events))
 		for i, e := range a.Events {
@@ -94,39 +106,53 @@ func AppendManyTx(ctx context.Context, tx pgx.Tx, appends []Append) ([][]Recorde
 			if md == nil {
 				md = map[string]string{}
 			}
+			mdJSON, err := json.Marshal(md)
+			if err != nil {
+				return nil, fmt.Errorf("append %s: metadata: %w", e.Type, err)
+			}
 			r := &out[ai][i]
 			*r = Recorded{EventID: id, StreamID: a.StreamID, Version: a.ExpectedVersion + int64(i) + 1, Type: e.Type, Data: e.Data, Metadata: md}
 			all = append(all, r)
-			// Each insert requires the stream to end right before its version. The
-			// UNIQUE constraint catches a stale expected version; this condition
-			// catches one beyond the stream's end, which would leave a gap.
-			streamID, version := a.StreamID, a.ExpectedVersion
-			batch.Queue(`INSERT INTO event_log (event_id, stream_id, stream_version, event_type, data, metadata)
-				SELECT $1::uuid, $2::text, $3::bigint, $4::text, $5::jsonb, $6::jsonb
-				WHERE (SELECT coalesce(max(stream_version), 0) FROM event_log WHERE stream_id = $2::text) = $3::bigint - 1
-				RETURNING position, recorded_at`,
-				r.EventID, r.StreamID, r.Version, r.Type, []byte(r.Data), r.Metadata,
-			).QueryRow(func(row pgx.Row) error {
-				err := row.Scan(&r.Position, &r.RecordedAt)
-				if errors.Is(err, pgx.ErrNoRows) {
-					return fmt.Errorf("append to %s at version %d: %w", streamID, version, ErrVersionConflict)
-				}
-				return err
-			})
+			ids, streamIDs, types = append(ids, id), append(streamIDs, a.StreamID), append(types, e.Type)
+			versions, expected = append(versions, r.Version), append(expected, a.ExpectedVersion)
+			data, metadata = append(data, string(e.Data)), append(metadata, string(mdJSON))
 		}
 	}
-	if total == 0 {
-		return out, nil
+	// A row goes in only while its stream ends at the expected version. The
+	// UNIQUE constraint catches a stale expected version; the condition
+	// catches one beyond the stream's end, which would leave a gap (a new
+	// stream cannot have one, so its rows skip the lookup).
+	rows, err := tx.Query(ctx, `INSERT INTO event_log (event_id, stream_id, stream_version, event_type, data, metadata)
+		SELECT id, stream, version, typ, data::jsonb, md::jsonb
+		FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[])
+			WITH ORDINALITY AS u(id, stream, version, expected, typ, data, md, n)
+		WHERE expected = 0 OR (SELECT coalesce(max(stream_version), 0) FROM event_log WHERE stream_id = u.stream) = expected
+		ORDER BY n
+		RETURNING event_id, position, recorded_at`,
+		ids, streamIDs, versions, expected, types, data, metadata)
+	if err != nil {
+		return nil, fmt.Errorf("append: %w", err)
 	}
-	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+	type placed struct {
+		position   int64
+		recordedAt time.Time
+	}
+	got := make(map[uuid.UUID]placed, total)
+	var id uuid.UUID
+	var p placed
+	if _, err := pgx.ForEachRow(rows, []any{&id, &p.position, &p.recordedAt}, func() error { got[id] = p; return nil }); err != nil {
 		var pgErr *pgconn.PgError
-		switch {
-		case errors.Is(err, ErrVersionConflict):
-			return nil, err
-		case errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "event_log_stream_id_stream_version_key":
+		if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "event_log_stream_id_stream_version_key" {
 			return nil, fmt.Errorf("append: %s: %w", pgErr.Detail, ErrVersionConflict)
 		}
 		return nil, fmt.Errorf("append: %w", err)
+	}
+	for _, r := range all {
+		p, ok := got[r.EventID]
+		if !ok {
+			return nil, fmt.Errorf("append to %s at version %d: %w", r.StreamID, r.Version-1, ErrVersionConflict)
+		}
+		r.Position, r.RecordedAt = p.position, p.recordedAt
 	}
 	if err := publishTx(ctx, tx, all); err != nil {
 		return nil, err
