@@ -16,23 +16,23 @@ import (
 // Per-message semantics stay: every consumer gets its own event's outcome and
 // acks, retries or dead-letters its own message.
 type coalescer struct {
-	batches *batcher.Batcher[ingest.Event, ingest.BatchResult]
+	batches *batcher.Batcher[ingest.Delivery, ingest.BatchResult]
 }
 
 // newCoalescer processes up to flushers batches at once.
 func newCoalescer(p *ingest.Processor, sizes prometheus.Histogram, flushers, batchMax int, timeout time.Duration) *coalescer {
-	return &coalescer{batches: batcher.New(flushers, batchMax, func(events []ingest.Event) []ingest.BatchResult {
-		sizes.Observe(float64(len(events)))
+	return &coalescer{batches: batcher.New(flushers, batchMax, func(deliveries []ingest.Delivery) []ingest.BatchResult {
+		sizes.Observe(float64(len(deliveries)))
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		return p.ProcessBatch(ctx, events)
+		return p.ProcessDeliveries(ctx, deliveries)
 	})}
 }
 
-// process hands e to the next batch and waits for its result. A batch is
+// process hands d to the next batch and waits for its result. A batch is
 // bounded by the attempt timeout, not by the caller: once handed over, an
 // attempt finishes even while the worker shuts down.
-func (c *coalescer) process(e ingest.Event) (ingest.Outcome, error) {
-	r := c.batches.Do(e)
+func (c *coalescer) process(d ingest.Delivery) (ingest.Outcome, error) {
+	r := c.batches.Do(d)
 	return r.Outcome, r.Err
 }

@@ -32,6 +32,12 @@ func (w *Worker) addProjector(router *message.Router) error {
 
 // project applies one log event to the asynchronous projections.
 func (w *Worker) project(msg *message.Message) error {
+	// Every log message names its type in its metadata: most (the ingest
+	// log's) concern no projection and need not be decoded. One without
+	// the name is decoded and checked as before.
+	if t := msg.Metadata.Get(eventstore.MetaEventType); t != "" && !projections.DailyTotalsWants(t) {
+		return nil
+	}
 	var lm eventstore.LogMessage
 	if err := json.Unmarshal(msg.Payload, &lm); err != nil {
 		return fmt.Errorf("log message %s: %w", msg.UUID, err)

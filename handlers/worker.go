@@ -325,11 +325,16 @@ func (w *Worker) handle(msg *message.Message) error {
 	start := time.Now()
 	outcome, err := w.process(msg)
 	w.deps.Metrics.ProcessingDuration.Observe(time.Since(start).Seconds())
+	if err == nil {
+		w.deps.Metrics.EventsProcessed.WithLabelValues(outcomeStatus[outcome]).Inc()
+		if w.deps.Logger.Enabled(msg.Context(), slog.LevelDebug) { // most messages: no logger built
+			w.deps.Logger.Debug("event processed", "message_uuid", msg.UUID,
+				"correlation_id", observability.CorrelationID(msg.Context()), "outcome", string(outcome))
+		}
+		return nil
+	}
 	log := w.deps.Logger.With("message_uuid", msg.UUID, "correlation_id", observability.CorrelationID(msg.Context()))
 	switch {
-	case err == nil:
-		w.deps.Metrics.EventsProcessed.WithLabelValues(outcomeStatus[outcome]).Inc()
-		log.Debug("event processed", "outcome", string(outcome))
 	case ingest.IsPermanent(err):
 		w.deps.Metrics.EventsProcessed.WithLabelValues(string(ingest.StatusFailed)).Inc()
 		log.Warn("event failed for good", "error", err)
@@ -348,7 +353,11 @@ func (w *Worker) process(msg *message.Message) (ingest.Outcome, error) {
 	if err != nil {
 		return "", fmt.Errorf("message %s: %w", msg.UUID, err)
 	}
-	return w.coalescer.process(e)
+	// Only the first attempt at a first delivery may complete at first sight:
+	// the Retry middleware's next attempts take the recorded path at once.
+	first := transport.FirstDelivery(msg)
+	transport.SetFirstDelivery(msg, false)
+	return w.coalescer.process(ingest.Delivery{Event: e, First: first, Raw: msg.Payload})
 }
 
 var outcomeStatus = map[ingest.Outcome]string{

@@ -83,42 +83,89 @@ type BatchResult struct {
 // BatchSizeMax bounds one ProcessBatch.
 const BatchSizeMax = 500
 
-// ProcessBatch claims each event (PENDING -> PROCESSING, one attempt),
-// archives their records in one segment (one file or one S3 PUT), then in
-// one transaction appends them to the event log (and so to the outbox),
-// updates the orders projection and marks them COMPLETED, each row recording
-// where its record lies in the segment. Completion is a compare-and-set on
-// each attempt: of two workers holding the same event only one commits its
-// effects. Batching changes no outcome, only how many events share a round
-// trip, a commit and a segment: every event gets its own result.
-//
-// A failed attempt puts its event back to PENDING and returns the error to
-// be retried; a rule violation, or a failure of the last attempt, marks it
-// FAILED and returns a *PermanentError. An attempt that lost its event to
-// another (a rescue or replay took it meanwhile) changes nothing and returns
-// OutcomeSkipped. When the shared transaction fails, each event is retried
-// in a transaction of its own, so one bad event fails alone.
+// Delivery is an event as the queue handed it over.
+type Delivery struct {
+	Event
+	// First: the queue hands it over for the first time, so no attempt at it
+	// can have begun, let alone crashed midway. Only such an event may be
+	// completed at first sight.
+	First bool
+	// Raw is the message body Event was decoded from, if known: archived as
+	// it came when it fits on one line, instead of encoding Event again.
+	Raw []byte
+}
+
+// ProcessBatch processes events as redeliveries: every one takes the
+// recorded path (see ProcessDeliveries).
 func (p *Processor) ProcessBatch(ctx context.Context, events []Event) []BatchResult {
-	results := make([]BatchResult, len(events))
-	if len(events) > BatchSizeMax {
+	deliveries := make([]Delivery, len(events))
+	for i, e := range events {
+		deliveries[i] = Delivery{Event: e}
+	}
+	return p.ProcessDeliveries(ctx, deliveries)
+}
+
+// ProcessDeliveries processes a batch of events, each exactly once, and
+// returns each its own result. Batching changes no outcome, only how many
+// events share a round trip, a commit and a segment.
+//
+// Events delivered for the first time are completed at first sight: one
+// transaction inserts them COMPLETED with their log entries, outbox rows and
+// projection updates. Those it cannot take (a row already holds the id or
+// the key, a rule is broken, the transaction fails) and redeliveries take
+// the recorded path, where every state is committed: each is claimed
+// (PENDING -> PROCESSING, one attempt), archived, then completed in a
+// transaction of its own batch. Completion is a compare-and-set on each
+// attempt: of two workers holding the same event only one commits its
+// effects.
+//
+// On the recorded path a failed attempt puts its event back to PENDING and
+// returns the error to be retried; a rule violation, or a failure of the
+// last attempt, marks it FAILED and returns a *PermanentError. An attempt
+// that lost its event to another (a rescue or replay took it meanwhile)
+// changes nothing and returns OutcomeSkipped. When the shared transaction
+// fails, each event is retried in a transaction of its own, so one bad
+// event fails alone.
+//
+// A crash during the first-sight transaction leaves no trace but the queue's
+// message, which comes back as a redelivery and so takes the recorded path:
+// an event that crashes its worker still counts its attempts and ends FAILED.
+func (p *Processor) ProcessDeliveries(ctx context.Context, deliveries []Delivery) []BatchResult {
+	results := make([]BatchResult, len(deliveries))
+	if len(deliveries) > BatchSizeMax {
 		for i := range results {
-			results[i].Err = fmt.Errorf("process %d events: at most %d at once", len(events), BatchSizeMax)
+			results[i].Err = fmt.Errorf("process %d events: at most %d at once", len(deliveries), BatchSizeMax)
 		}
 		return results
 	}
 	// A second copy of an event in the same batch is the first's duplicate
 	// delivery: it is skipped, as it would be after the first finished.
-	first := map[uuid.UUID]bool{}
+	seen := map[uuid.UUID]bool{}
+	var firsts []Delivery
+	var firstAt []int
 	var unique []Event
 	var at []int
-	for i, e := range events {
-		if first[e.ID] {
+	for i, d := range deliveries {
+		if seen[d.ID] {
 			results[i].Outcome = OutcomeSkipped
 			continue
 		}
-		first[e.ID] = true
-		unique = append(unique, e)
-		at = append(at, i)
+		seen[d.ID] = true
+		if d.First {
+			firsts, firstAt = append(firsts, d), append(firstAt, i)
+			continue
+		}
+		unique, at = append(unique, d.Event), append(at, i)
+	}
+	for k, done := range p.completeAtFirstSight(ctx, firsts) {
+		if done {
+			results[firstAt[k]].Outcome = OutcomeCompleted
+			continue
+		}
+		unique, at = append(unique, firsts[k].Event), append(at, firstAt[k])
+	}
+	if len(unique) == 0 {
+		return results
 	}
 	claims, err := p.store.ClaimMany(ctx, unique)
 	if err != nil {
@@ -247,40 +294,116 @@ func (p *Processor) commit(ctx context.Context, work []task) ([]bool, error) {
 		if owned, err = p.store.OwnedTx(ctx, tx, attempts); err != nil {
 			return err
 		}
-		var appends []eventstore.Append
-		var updates []projections.OrderUpdate
+		var mine []task
 		var done []ArchivedRef
 		for k, t := range work {
 			if !owned[k] {
 				continue // rescued or replayed meanwhile: its new attempt decides
 			}
-			meta := map[string]string{}
-			if t.rec.CorrelationID != "" {
-				meta["correlation_id"] = t.rec.CorrelationID
-			}
-			appends = append(appends, eventstore.Append{
-				StreamID: "ingest-" + t.rec.ID.String(), ExpectedVersion: eventstore.ExpectNew,
-				Events: []eventstore.NewEvent{{Type: logevent.TypeEventProcessed, Data: t.data, Metadata: meta}},
-			})
-			if t.update != nil {
-				updates = append(updates, *t.update)
-			}
+			mine = append(mine, t)
 			done = append(done, ArchivedRef{ID: t.rec.ID, Archive: t.archived})
 		}
 		if len(done) == 0 {
 			return nil
 		}
-		if _, err := eventstore.AppendManyTx(ctx, tx, appends); err != nil {
+		if err := writeEffects(ctx, tx, mine); err != nil {
 			return err
-		}
-		if len(updates) > 0 {
-			if _, err := projections.ApplyOrderUpdatesTx(ctx, tx, updates); err != nil {
-				return err
-			}
 		}
 		return p.store.CompleteOwnedTx(ctx, tx, done)
 	})
 	return owned, err
+}
+
+// writeEffects appends each task's log entry (and so its outbox row) and
+// applies its orders update, inside tx.
+func writeEffects(ctx context.Context, tx pgx.Tx, work []task) error {
+	appends := make([]eventstore.Append, 0, len(work))
+	var updates []projections.OrderUpdate
+	for _, t := range work {
+		meta := map[string]string{}
+		if t.rec.CorrelationID != "" {
+			meta["correlation_id"] = t.rec.CorrelationID
+		}
+		appends = append(appends, eventstore.Append{
+			StreamID: "ingest-" + t.rec.ID.String(), ExpectedVersion: eventstore.ExpectNew,
+			Events: []eventstore.NewEvent{{Type: logevent.TypeEventProcessed, Data: t.data, Metadata: meta}},
+		})
+		if t.update != nil {
+			updates = append(updates, *t.update)
+		}
+	}
+	if _, err := eventstore.AppendManyTx(ctx, tx, appends); err != nil {
+		return err
+	}
+	if len(updates) > 0 {
+		if _, err := projections.ApplyOrderUpdatesTx(ctx, tx, updates); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// completeAtFirstSight archives events delivered for the first time and,
+// in one transaction, inserts them COMPLETED with their effects. It reports
+// which it completed; the rest go on to the recorded path, which decides
+// what they are (seen before, duplicates, breaking a rule) and records
+// every failure. Nothing of a failed transaction stays but its segment,
+// which no row points at.
+func (p *Processor) completeAtFirstSight(ctx context.Context, deliveries []Delivery) []bool {
+	completed := make([]bool, len(deliveries))
+	var work []task
+	var lines [][]byte
+	for i, d := range deliveries {
+		t := task{index: i, rec: Record{Event: d.Event, Status: StatusProcessing, Attempts: 1}}
+		var err error
+		if t.update, err = orderUpdateOf(d.Event); err != nil {
+			continue
+		}
+		if t.data, err = logData(t.rec); err != nil {
+			continue
+		}
+		line := d.Raw
+		if archive.CheckLine(line) != nil {
+			if line, err = archiveLine(t.rec); err != nil {
+				continue
+			}
+		}
+		work, lines = append(work, t), append(lines, line)
+	}
+	if len(work) == 0 {
+		return completed
+	}
+	if err := p.archiveSegments(ctx, work, lines); err != nil {
+		return completed
+	}
+	var inserted []task
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		rows := make([]ArchivedEvent, len(work))
+		for k, t := range work {
+			rows[k] = ArchivedEvent{Event: t.rec.Event, Archive: t.archived}
+		}
+		stored, err := p.store.InsertCompletedTx(ctx, tx, rows)
+		if err != nil {
+			return err
+		}
+		inserted = inserted[:0]
+		for k, t := range work {
+			if stored[k] {
+				inserted = append(inserted, t)
+			}
+		}
+		if len(inserted) == 0 {
+			return nil
+		}
+		return writeEffects(ctx, tx, inserted)
+	})
+	if err != nil {
+		return completed
+	}
+	for _, t := range inserted {
+		completed[t.index] = true
+	}
+	return completed
 }
 
 // failed ends a failed attempt: FAILED for good after a rule violation or

@@ -92,28 +92,17 @@ func (s *Store) ClaimMany(ctx context.Context, events []Event) ([]ClaimResult, e
 		return nil, fmt.Errorf("claim %d events: at most %d at once", len(events), claimBatchMax)
 	}
 	n := len(events)
-	ids, keys, sources, types, orders := make([]uuid.UUID, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	payloads, correlations, apiKeys := make([]string, n), make([]string, n), make([]string, n)
-	occurred, received := make([]*time.Time, n), make([]time.Time, n)
-	for i, e := range events {
-		ids[i], keys[i], sources[i], types[i], orders[i] = e.ID, e.IdempotencyKey, e.Source, e.Type, e.OrderID
-		payloads[i], correlations[i], occurred[i], received[i] = string(e.Payload), e.CorrelationID, e.OccurredAt, e.ReceivedAt
-		apiKeys[i] = e.APIKeyID
-	}
+	columns := eventColumnArrays(events)
 	batch := &pgx.Batch{}
 	// No conflict target: two claims of one new event race on the primary key too.
-	batch.Queue(`INSERT INTO ingestion_events
-			(id, idempotency_key, source, type, order_id, payload, occurred_at, received_at, correlation_id, api_key_id)
-		SELECT id, key, src, typ, nullif(ord, ''), payload::jsonb, occ, rcv, nullif(cid, ''), nullif(kid, '')
-		FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[])
-			AS u(id, key, src, typ, ord, payload, occ, rcv, cid, kid)
+	batch.Queue(`INSERT INTO ingestion_events (`+eventColumns+`)
+		SELECT `+eventValues+` FROM unnest(`+eventArrays+`) AS u(`+eventAliases+`)
 		ORDER BY id
-		ON CONFLICT DO NOTHING`,
-		ids, keys, sources, types, orders, payloads, occurred, received, correlations, apiKeys)
+		ON CONFLICT DO NOTHING`, columns...)
 	claimed := map[uuid.UUID]Record{}
 	batch.Queue(`UPDATE ingestion_events SET status = 'PROCESSING', attempts = attempts + 1
 		WHERE (id, idempotency_key) IN (SELECT * FROM unnest($1::uuid[], $2::text[])) AND status = 'PENDING'
-		RETURNING `+recordColumns, ids, keys).Query(func(rows pgx.Rows) error {
+		RETURNING `+recordColumns, columns[0], columns[1]).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			rec, err := scanRecord(rows)
 			if err != nil {
@@ -165,6 +154,97 @@ func (s *Store) ClaimMany(ctx context.Context, events []Event) ([]ClaimResult, e
 		}
 	}
 	return out, nil
+}
+
+// The columns an event brings to its row, and how an insert takes them from
+// unnest(eventArrays) AS u(eventAliases); eventColumnArrays builds the arrays.
+const (
+	eventColumns = `id, idempotency_key, source, type, order_id, payload, occurred_at, received_at, correlation_id, api_key_id`
+	eventValues  = `id, key, src, typ, nullif(ord, ''), payload::jsonb, occ, rcv, nullif(cid, ''), nullif(kid, '')`
+	eventArrays  = `$1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[]`
+	eventAliases = `id, key, src, typ, ord, payload, occ, rcv, cid, kid`
+)
+
+// eventColumnArrays is events as one array per column of eventColumns.
+func eventColumnArrays(events []Event) []any {
+	n := len(events)
+	ids, keys, sources, types, orders := make([]uuid.UUID, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	payloads, correlations, apiKeys := make([]string, n), make([]string, n), make([]string, n)
+	occurred, received := make([]*time.Time, n), make([]time.Time, n)
+	for i, e := range events {
+		ids[i], keys[i], sources[i], types[i], orders[i] = e.ID, e.IdempotencyKey, e.Source, e.Type, e.OrderID
+		payloads[i], correlations[i], occurred[i], received[i] = string(e.Payload), e.CorrelationID, e.OccurredAt, e.ReceivedAt
+		apiKeys[i] = e.APIKeyID
+	}
+	return []any{ids, keys, sources, types, orders, payloads, occurred, received, correlations, apiKeys}
+}
+
+// ArchivedEvent is an event processed at first sight and where its record
+// is archived: what InsertCompletedTx stores.
+type ArchivedEvent struct {
+	Event
+	Archive archive.Pointer
+}
+
+// InsertCompletedTx stores, inside tx, events that this transaction
+// processes the first time the queue hands them over: each inserted
+// COMPLETED at its first attempt, with its archive pointer, unless a row
+// already holds its id or its idempotency key. It reports which were
+// inserted; the others were seen before (or are duplicates) and take the
+// recorded path (ClaimMany). The database admits no other status on insert.
+func (s *Store) InsertCompletedTx(ctx context.Context, tx pgx.Tx, events []ArchivedEvent) ([]bool, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	if len(events) > claimBatchMax {
+		return nil, fmt.Errorf("insert %d completed events: at most %d at once", len(events), claimBatchMax)
+	}
+	plain := make([]Event, len(events))
+	refs := make([]ArchivedRef, len(events))
+	for i, e := range events {
+		plain[i], refs[i] = e.Event, ArchivedRef{ID: e.ID, Archive: e.Archive}
+	}
+	pointers, err := pointerArrays(refs)
+	if err != nil {
+		return nil, err
+	}
+	args := append(eventColumnArrays(plain), pointers[1:]...)
+	rows, err := tx.Query(ctx, `INSERT INTO ingestion_events (`+eventColumns+`,
+			status, attempts, archive_segment, archive_offset, archive_length, archive_sha256)
+		SELECT `+eventValues+`, 'COMPLETED', 1, seg, off, len, sha256
+		FROM unnest(`+eventArrays+`, $11::text[], $12::bigint[], $13::integer[], $14::bytea[])
+			AS u(`+eventAliases+`, seg, off, len, sha256)
+		ORDER BY id
+		ON CONFLICT DO NOTHING
+		RETURNING id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("insert %d completed events: %w", len(events), err)
+	}
+	inserted := make(map[uuid.UUID]bool, len(events))
+	var id uuid.UUID
+	if _, err := pgx.ForEachRow(rows, []any{&id}, func() error { inserted[id] = true; return nil }); err != nil {
+		return nil, fmt.Errorf("insert %d completed events: %w", len(events), translate(err))
+	}
+	out := make([]bool, len(events))
+	for i, e := range events {
+		out[i] = inserted[e.ID]
+	}
+	return out, nil
+}
+
+// pointerArrays is the archive pointers of refs as the arrays ids,
+// segments, offsets, lengths and hashes; it refuses a pointer that is not whole.
+func pointerArrays(refs []ArchivedRef) ([]any, error) {
+	n := len(refs)
+	ids, segments, offsets, lengths, hashes := make([]uuid.UUID, n), make([]string, n), make([]int64, n), make([]int32, n), make([][]byte, n)
+	for i, d := range refs {
+		if d.Archive.Segment == "" || d.Archive.Offset < 0 || d.Archive.Length <= 0 || d.Archive.Length > math.MaxInt32 {
+			return nil, fmt.Errorf("event %s: archive pointer %s is not whole", d.ID, d.Archive)
+		}
+		ids[i], segments[i], offsets[i], lengths[i] = d.ID, d.Archive.Segment, d.Archive.Offset, int32(d.Archive.Length)
+		hashes[i] = d.Archive.SHA256[:]
+	}
+	return []any{ids, segments, offsets, lengths, hashes}, nil
 }
 
 // FinishAttemptParams identifies one attempt: the compare-and-set that ends it
@@ -227,18 +307,14 @@ func (s *Store) CompleteOwnedTx(ctx context.Context, tx pgx.Tx, done []ArchivedR
 		return fmt.Errorf("complete: PROCESSING -> COMPLETED: %w", ErrTransition)
 	}
 	n := len(done)
-	ids, segments, offsets, lengths, hashes := make([]uuid.UUID, n), make([]string, n), make([]int64, n), make([]int32, n), make([][]byte, n)
-	for i, d := range done {
-		if d.Archive.Segment == "" || d.Archive.Offset < 0 || d.Archive.Length <= 0 || d.Archive.Length > math.MaxInt32 {
-			return fmt.Errorf("complete event %s: archive pointer %s is not whole", d.ID, d.Archive)
-		}
-		ids[i], segments[i], offsets[i], lengths[i] = d.ID, d.Archive.Segment, d.Archive.Offset, int32(d.Archive.Length)
-		hashes[i] = d.Archive.SHA256[:]
+	pointers, err := pointerArrays(done)
+	if err != nil {
+		return fmt.Errorf("complete: %w", err)
 	}
 	tag, err := tx.Exec(ctx, `UPDATE ingestion_events AS e SET status = 'COMPLETED', last_error = NULL,
 			archive_segment = u.segment, archive_offset = u.off, archive_length = u.len, archive_sha256 = u.sha256
 		FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::integer[], $5::bytea[]) AS u(id, segment, off, len, sha256)
-		WHERE e.id = u.id AND e.status = 'PROCESSING'`, ids, segments, offsets, lengths, hashes)
+		WHERE e.id = u.id AND e.status = 'PROCESSING'`, pointers...)
 	if err != nil {
 		return fmt.Errorf("complete %d events: %w", n, translate(err))
 	}

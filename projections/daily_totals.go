@@ -26,13 +26,17 @@ type LogEvent struct {
 	RecordedAt time.Time
 }
 
+// DailyTotalsWants reports whether ApplyDailyTotals does anything with an
+// event of this type, so that a consumer can pass the others by unread.
+func DailyTotalsWants(eventType string) bool { return eventType == logevent.TypeTransferCompleted }
+
 // ApplyDailyTotals folds one ledger.transfer_completed event into
 // account_daily_totals — the amount debited from one account and credited
 // to the other on the event's UTC day — exactly once: the event id is
 // recorded in the same transaction, so a redelivered message changes
 // nothing. Other events are ignored. applied reports whether totals changed.
 func ApplyDailyTotals(ctx context.Context, pool *pgxpool.Pool, e LogEvent) (applied bool, err error) {
-	if e.Type != logevent.TypeTransferCompleted {
+	if !DailyTotalsWants(e.Type) {
 		return false, nil
 	}
 	var t logevent.TransferCompleted

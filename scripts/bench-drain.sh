@@ -132,11 +132,13 @@ printf 'drained %d events in %.2f s: %.0f events/s\n' "$backlog" "$secs" "$(echo
 printf 'CPU per event: worker %d µs, postgres %d µs, redis %d µs (all Postgres backends on the machine)\n' \
   "$(us "$w1 - $w0")" "$(us "$p1 - $p0")" "$(us "$r1 - $r0")"
 
-read -r total completed_n logged < <(psql -qtA -F' ' -h 127.0.0.1 -U postgres -d "$db" -c "
+# A row never updated (created_at = updated_at) was inserted COMPLETED at first sight.
+read -r total completed_n first_sight logged < <(psql -qtA -F' ' -h 127.0.0.1 -U postgres -d "$db" -c "
   SELECT (SELECT count(*) FROM ingestion_events) - $prefill,
          (SELECT count(*) FROM ingestion_events WHERE status = 'COMPLETED' AND attempts = 1) - $prefill,
+         (SELECT count(*) FROM ingestion_events WHERE status = 'COMPLETED' AND created_at = updated_at) - $prefill,
          (SELECT count(*) FROM event_log WHERE stream_id LIKE 'ingest-%') - $prefill")
-echo "check: $total events, $completed_n COMPLETED at the first attempt, $logged event-log entries"
+echo "check: $total events, $completed_n COMPLETED at the first attempt ($first_sight of them at first sight), $logged event-log entries"
 [[ $total == "$completed_n" && $total == "$logged" ]] || { echo "FAIL: not every event COMPLETED exactly once"; exit 1; }
 
 echo "== bytes per stored event (table + indexes + TOAST, / all $((total + prefill)) events; archive / $total)"

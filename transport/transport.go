@@ -36,6 +36,24 @@ const (
 // reason: watermill's subscribers stop or stall on an unmarshal error.
 const MetaDecodeError = "daybook_decode_error"
 
+// MetaFirstDelivery is "1" on a message its wire hands out for the first
+// time: no consumer can have started on it before, so no earlier attempt
+// can have crashed midway. Subscribers set or clear it on every delivery,
+// whatever the message carried in.
+const MetaFirstDelivery = "daybook_first_delivery"
+
+// SetFirstDelivery marks msg as delivered for the first time, or not.
+func SetFirstDelivery(msg *message.Message, first bool) {
+	if first {
+		msg.Metadata.Set(MetaFirstDelivery, "1")
+		return
+	}
+	delete(msg.Metadata, MetaFirstDelivery)
+}
+
+// FirstDelivery reports whether msg is delivered for the first time.
+func FirstDelivery(msg *message.Message) bool { return msg.Metadata.Get(MetaFirstDelivery) == "1" }
+
 // Topics are the prefixed names one deployment (or one test) uses.
 type Topics struct {
 	Prefix string

@@ -174,7 +174,7 @@ func (s *Subscriber) read(ctx context.Context, stream string, out chan<- *messag
 		}
 		s.slots.Release(int64(n - len(entries)))
 		for _, e := range entries {
-			s.deliver(ctx, e, out, feeders)
+			s.deliver(ctx, e, true, out, feeders)
 		}
 		if err != nil && !errors.Is(err, redis.Nil) && !s.pause(ctx, stream, "read", err) {
 			return
@@ -211,7 +211,7 @@ func (s *Subscriber) claim(ctx context.Context, stream string, out chan<- *messa
 					continue
 				}
 				delivered++
-				s.deliver(ctx, e, out, feeders)
+				s.deliver(ctx, e, false, out, feeders)
 			}
 			s.slots.Release(int64(n - delivered))
 			if err != nil {
@@ -269,9 +269,11 @@ func (s *Subscriber) pause(ctx context.Context, stream, what string, err error) 
 
 // deliver hands one entry out (its slot already taken) and follows it until
 // it is acknowledged, in a goroutine of its own: the entries of a batch are
-// handled concurrently.
-func (s *Subscriber) deliver(ctx context.Context, e redis.XMessage, out chan<- *message.Message, feeders *sync.WaitGroup) {
+// handled concurrently. first: XREADGROUP read it as new (">"), so no
+// consumer had it before.
+func (s *Subscriber) deliver(ctx context.Context, e redis.XMessage, first bool, out chan<- *message.Message, feeders *sync.WaitGroup) {
 	msg, _ := Marshaller{}.Unmarshal(e.Values) // never fails: a malformed entry is flagged
+	transport.SetFirstDelivery(msg, first)
 	s.cfg.Held.add(e.ID)
 	s.wg.Add(1)
 	feeders.Add(1)
@@ -314,6 +316,7 @@ func (s *Subscriber) follow(ctx context.Context, msg *message.Message, out chan<
 			return false
 		}
 		msg = msg.Copy() // a message is acked or nacked once: hand out a fresh one
+		transport.SetFirstDelivery(msg, false)
 	}
 }
 

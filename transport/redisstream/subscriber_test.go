@@ -58,10 +58,19 @@ func (c *commandCounter) count(name string) int {
 
 func fillStream(t *testing.T, client *redis.Client, stream string, n int) {
 	t.Helper()
+	fillStreamWith(t, client, stream, n, nil)
+}
+
+// fillStreamWith is fillStream with metadata set on every message.
+func fillStreamWith(t *testing.T, client *redis.Client, stream string, n int, metadata message.Metadata) {
+	t.Helper()
 	pub := NewPipelinedPublisher(client, nil)
 	msgs := make([]*message.Message, n)
 	for i := range msgs {
 		msgs[i] = message.NewMessage(fmt.Sprintf("m-%04d", i), []byte(fmt.Sprintf(`{"n":%d}`, i)))
+		for k, v := range metadata {
+			msgs[i].Metadata.Set(k, v)
+		}
 	}
 	require.NoError(t, pub.Publish(stream, msgs...))
 }
@@ -161,6 +170,8 @@ func TestSubscriber_HoldsAtMostInFlight(t *testing.T) {
 
 // A nacked message comes back after NackResendSleep, as a new message with
 // the same uuid, payload and metadata; the others are not held up by it.
+// What XREADGROUP reads as new is a first delivery; the nacked message's
+// second hand-out is not.
 func TestSubscriber_NackedMessageComesBack(t *testing.T) {
 	t.Parallel()
 	client, prefix := testredis.New(t)
@@ -178,6 +189,8 @@ func TestSubscriber_NackedMessageComesBack(t *testing.T) {
 		select {
 		case m := <-msgs:
 			deliveries[m.UUID]++
+			require.Equal(t, deliveries[m.UUID] == 1, transport.FirstDelivery(m),
+				"first delivery flag of %s on delivery %d", m.UUID, deliveries[m.UUID])
 			if m.UUID == "nacked" && deliveries["nacked"] == 1 {
 				m.Nack()
 				continue
@@ -195,14 +208,21 @@ func TestSubscriber_NackedMessageComesBack(t *testing.T) {
 }
 
 // What a consumer that went away left pending is claimed in batches after
-// ClaimIdle and delivered; what this process holds is never claimed back
+// ClaimIdle and delivered, not as a first delivery (the dead consumer may
+// have started on it), even though each entry was published carrying a
+// stale first-delivery flag; what this process holds is never claimed back
 // into a second delivery.
 func TestSubscriber_ClaimsWhatADeadConsumerLeft(t *testing.T) {
 	t.Parallel()
 	client, prefix := testredis.New(t)
 	stream := prefix + transport.EventsTopic
-	fillStream(t, client, stream, 120)
-	_, err := EnsureGroup(t.Context(), client, stream, transport.WorkGroup)
+	fillStreamWith(t, client, stream, 120, message.Metadata{transport.MetaFirstDelivery: "1"})
+	entries, err := client.XRangeN(t.Context(), stream, "-", "+", 1).Result()
+	require.NoError(t, err)
+	require.Len(t, entries, 1)
+	require.Contains(t, entries[0].Values[FieldMetadata], `"`+transport.MetaFirstDelivery+`":"1"`,
+		"the stream entry itself carries the stale flag")
+	_, err = EnsureGroup(t.Context(), client, stream, transport.WorkGroup)
 	require.NoError(t, err)
 	// A consumer reads 120 entries and dies holding them.
 	_, err = client.XReadGroup(t.Context(), &redis.XReadGroupArgs{
@@ -226,6 +246,7 @@ func TestSubscriber_ClaimsWhatADeadConsumerLeft(t *testing.T) {
 		case m := <-msgs:
 			seen[m.UUID]++
 			delivered.Add(1)
+			require.False(t, transport.FirstDelivery(m), "claimed message %s marked as a first delivery", m.UUID)
 			if holdOne == nil {
 				holdOne = m // kept in hand across several claim passes
 				continue

@@ -112,6 +112,8 @@ func TestSubscriber_NackedMessageComesBackWithoutHoldingUpTheRest(t *testing.T) 
 
 	_, msgs := subscribe(t, s, 1)
 	first := next(t, msgs)
+	require.Equal(t, "1", first.Metadata.Get(sqs.MetaReceiveCount))
+	require.True(t, transport.FirstDelivery(first), "received once: a first delivery")
 	first.Nack() // left invisible: it comes back after its visibility timeout
 	seen := map[string]int{first.UUID: 1}
 	var returned *message.Message
@@ -122,10 +124,12 @@ func TestSubscriber_NackedMessageComesBackWithoutHoldingUpTheRest(t *testing.T) 
 			returned = m
 			continue
 		}
+		require.True(t, transport.FirstDelivery(m), "message %s received once: a first delivery", m.UUID)
 		m.Ack()
 	}
 	require.Len(t, seen, len(sent), "every other message was delivered before the nacked one came back")
 	require.Equal(t, "2", returned.Metadata.Get(sqs.MetaReceiveCount), "the nacked message is received a second time")
+	require.False(t, transport.FirstDelivery(returned), "received a second time: not a first delivery")
 	require.Equal(t, string(first.Payload), string(returned.Payload))
 	returned.Ack()
 	probe.requireCounts(t, 0, 0)
@@ -136,6 +140,33 @@ func TestSubscriber_NackedMessageComesBackWithoutHoldingUpTheRest(t *testing.T) 
 		}
 		require.Equal(t, want, seen[m.UUID], "deliveries of %s", m.UUID)
 	}
+}
+
+// The first-delivery flag follows the receive count, not what the message
+// carried in: one republished with a stale flag is not a first delivery
+// when received a second time.
+func TestSubscriber_StaleFirstDeliveryFlagIsClearedOnRedelivery(t *testing.T) {
+	t.Parallel()
+	s := testmoto.Open(t, 0)
+	probe := newProbe(t, s)
+	pub, err := s.NewPublisher(nil)
+	require.NoError(t, err)
+	stale := message.NewMessage("stale-"+t.Name(), []byte(`{}`))
+	transport.SetFirstDelivery(stale, true)
+	require.NoError(t, pub.Publish(s.Queue(), stale))
+
+	_, msgs := subscribe(t, s, 1)
+	first := next(t, msgs)
+	require.Equal(t, "1", first.Metadata.Get(sqs.MetaReceiveCount))
+	require.True(t, transport.FirstDelivery(first))
+	require.NoError(t, s.MakeVisible(first)) // back at once, not after 30s
+	first.Nack()
+	again := next(t, msgs)
+	require.Equal(t, stale.UUID, again.UUID)
+	require.Equal(t, "2", again.Metadata.Get(sqs.MetaReceiveCount))
+	require.False(t, transport.FirstDelivery(again), "the stale flag the message carried is cleared")
+	again.Ack()
+	probe.requireCounts(t, 0, 0)
 }
 
 func TestSubscriber_CloseDeletesWhatIsAckedMeanwhileAndHandsBackWhatItHeld(t *testing.T) {

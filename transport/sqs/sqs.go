@@ -463,8 +463,10 @@ func decode(m *types.Message, queueURL string) *message.Message {
 	}
 	msg.Metadata.Set(MetaReceiptHandle, aws.ToString(m.ReceiptHandle))
 	msg.Metadata.Set(MetaQueueURL, queueURL)
-	if n := m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)]; n != "" {
+	n := m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)]
+	if n != "" {
 		msg.Metadata.Set(MetaReceiveCount, n)
 	}
+	transport.SetFirstDelivery(msg, n == "1")
 	return msg
 }
