@@ -27,7 +27,35 @@ const (
 
 func outboxTable(string) string { return "outbox" }
 
-var outboxSchema = wsql.PostgreSQLQueueSchema{GenerateMessagesTableName: outboxTable, GeneratePayloadType: func(string) string { return "JSON" }}
+var outboxSchema = unnestQueueSchema{wsql.PostgreSQLQueueSchema{GenerateMessagesTableName: outboxTable, GeneratePayloadType: func(string) string { return "JSON" }}}
+
+// unnestQueueSchema is watermill-sql's PostgreSQL queue schema, rows and all,
+// with an insert whose text does not depend on how many messages it carries:
+// the stock one writes VALUES ($1,$2,$3),($4,...) for each batch size, so
+// pgx prepared (and cached) a statement for every size a batch happened to
+// have, and encoded three parameters per message. Rows keep the order of the
+// messages, so offsets follow the log.
+type unnestQueueSchema struct {
+	wsql.PostgreSQLQueueSchema
+}
+
+func (s unnestQueueSchema) InsertQuery(params wsql.InsertQueryParams) (wsql.Query, error) {
+	n := len(params.Msgs)
+	uuids, payloads, metadata := make([]string, n), make([]string, n), make([]string, n)
+	for i, msg := range params.Msgs {
+		md, err := json.Marshal(msg.Metadata)
+		if err != nil {
+			return wsql.Query{}, fmt.Errorf("encode metadata of message %s: %w", msg.UUID, err)
+		}
+		uuids[i], payloads[i], metadata[i] = msg.UUID, string(msg.Payload), string(md)
+	}
+	return wsql.Query{
+		Query: `INSERT INTO ` + s.MessagesTable(params.Topic) + ` (uuid, payload, metadata)
+			SELECT id, payload::json, md::json FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(id, payload, md, n)
+			ORDER BY n`,
+		Args: []any{uuids, payloads, metadata},
+	}, nil
+}
 
 // LogMessage is the payload published on LogTopic for each appended event.
 type LogMessage struct {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v4/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/components/forwarder"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 	"github.com/stretchr/testify/require"
@@ -273,4 +275,54 @@ func TestRelay_FailedPublishKeepsTheBatchForTheNextRun(t *testing.T) {
 		}
 	}
 	require.Equal(t, []string{recorded[0].EventID.String(), recorded[1].EventID.String(), recorded[2].EventID.String()}, out.published)
+}
+
+// The outbox rows are watermill's own: watermill-sql's subscriber reads them
+// from table outbox and watermill's forwarder publishes each event to the log
+// topic, in log order, as a deployment without our relay would.
+func TestOutboxRows_AreRelayedByWatermillsOwnForwarder(t *testing.T) {
+	t.Parallel()
+	pool := testdb.New(t)
+	ctx := t.Context()
+	var recorded []eventstore.Recorded
+	for i := range 3 {
+		r, err := appendCommitted(t, pool, fmt.Sprintf("stream-%d", i), eventstore.ExpectNew,
+			event("a", fmt.Sprintf(`{"n":%d}`, i)), event("b", fmt.Sprintf(`{"n":%d}`, i)))
+		require.NoError(t, err)
+		recorded = append(recorded, r...)
+	}
+
+	logger := watermill.NopLogger{}
+	table := func(string) string { return "outbox" }
+	sub, err := wsql.NewSubscriber(wsql.BeginnerFromPgx(pool), wsql.SubscriberConfig{
+		SchemaAdapter:  wsql.PostgreSQLQueueSchema{GenerateMessagesTableName: table},
+		OffsetsAdapter: wsql.PostgreSQLQueueOffsetsAdapter{GenerateMessagesTableName: table, DeleteOnAck: true},
+		PollInterval:   10 * time.Millisecond,
+	}, logger)
+	require.NoError(t, err)
+	out := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 16}, logger)
+	defer func() { _ = out.Close() }()
+	published, err := out.Subscribe(ctx, eventstore.LogTopic)
+	require.NoError(t, err)
+	// daybook_outbox is the forwarder topic eventstore writes the rows under.
+	fwd, err := forwarder.NewForwarder(sub, out, logger, forwarder.Config{ForwarderTopic: "daybook_outbox"})
+	require.NoError(t, err)
+	go func() { _ = fwd.Run(context.WithoutCancel(ctx)) }()
+	defer func() { _ = fwd.Close() }()
+
+	for i, r := range recorded {
+		select {
+		case msg := <-published:
+			require.Equal(t, r.EventID.String(), msg.UUID, "message %d in log order", i)
+			var lm eventstore.LogMessage
+			require.NoError(t, json.Unmarshal(msg.Payload, &lm))
+			require.Equal(t, r.Position, lm.Position)
+			require.JSONEq(t, string(r.Data), string(lm.Data))
+			msg.Ack()
+		case <-time.After(10 * time.Second):
+			t.Fatalf("watermill's forwarder published %d of %d events", i, len(recorded))
+		}
+	}
+	require.Eventually(t, func() bool { return count(t, pool, "outbox") == 0 }, 10*time.Second, 20*time.Millisecond,
+		"every row deleted once forwarded")
 }
