@@ -175,7 +175,7 @@ func Load(getenv func(string) string) (Config, error) {
 		Worker: Worker{
 			Consumers:            integer("DAYBOOK_WORKER_CONSUMERS", 2),
 			Batch:                integer("DAYBOOK_WORKER_BATCH", 256),
-			InFlight:             integer("DAYBOOK_WORKER_IN_FLIGHT", 1024),
+			InFlight:             integer("DAYBOOK_WORKER_IN_FLIGHT", 512),
 			Dedup:                env("DAYBOOK_WORKER_DEDUP", "on") != "off",
 			MaxAttempts:          integer("DAYBOOK_MAX_ATTEMPTS", 5),
 			RetryBackoff:         duration("DAYBOOK_RETRY_BACKOFF", time.Second),

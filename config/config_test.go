@@ -30,7 +30,7 @@ func TestLoad_DefaultsMatchDesign(t *testing.T) {
 	require.Equal(t, 24*time.Hour, cfg.IdempotencyTTL)
 	require.Equal(t, 2, cfg.Worker.Consumers)
 	require.Equal(t, 256, cfg.Worker.Batch)
-	require.Equal(t, 1024, cfg.Worker.InFlight)
+	require.Equal(t, 512, cfg.Worker.InFlight)
 	require.True(t, cfg.Worker.Dedup)
 	require.Equal(t, 5, cfg.Worker.MaxAttempts)
 	require.Equal(t, time.Second, cfg.Worker.RetryBackoff)

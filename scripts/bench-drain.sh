@@ -9,7 +9,8 @@
 #   scripts/bench-drain.sh                 # 100,000 events with bin/daybook
 #   EVENTS=50000 BIN=/tmp/old/daybook scripts/bench-drain.sh
 #   KEEP=1 ...                             # keep the database (daybook_drain) afterwards
-#   PPROF=/tmp/worker.pprof ...            # a CPU profile of the worker's first 5 s of burn-down
+#   PPROF=/tmp/worker.pprof ...            # a CPU profile of the worker's first 5 s of burn-down,
+#                                          # and its allocations over the whole burn-down in $PPROF.allocs
 #   PREFILL=2000000 ...                    # store that many COMPLETED events (and their log entries) first
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -123,6 +124,8 @@ while :; do
 done
 end=$(date +%s.%N)
 w1=$(cpu_ticks "$pid"); p1=$(cpu_ticks $(pg_pids)); r1=$(cpu_ticks "$redis_pid")
+peak_rss=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")
+[[ -n ${PPROF:-} ]] && curl -sf "http://127.0.0.1:18092/debug/pprof/allocs" -o "$PPROF.allocs"
 kill -TERM "$pid"; wait "$pid" || true
 pid=
 
@@ -131,6 +134,7 @@ us() { echo "scale=0; ($1) * 1000000 / $tick / $backlog" | bc -l; }
 printf 'drained %d events in %.2f s: %.0f events/s\n' "$backlog" "$secs" "$(echo "$backlog / $secs" | bc -l)"
 printf 'CPU per event: worker %d µs, postgres %d µs, redis %d µs (all Postgres backends on the machine)\n' \
   "$(us "$w1 - $w0")" "$(us "$p1 - $p0")" "$(us "$r1 - $r0")"
+printf 'worker peak RSS: %d MiB\n' $((peak_rss / 1024))
 
 # A row never updated (created_at = updated_at) was inserted COMPLETED at first sight.
 read -r total completed_n first_sight logged < <(psql -qtA -F' ' -h 127.0.0.1 -U postgres -d "$db" -c "
