@@ -9,6 +9,7 @@ import (
 
 	"github.com/daybook/daybook/internal/batcher"
 	"github.com/daybook/daybook/observability"
+	"github.com/daybook/daybook/transport"
 )
 
 // dedup skips a message whose uuid was handled before: a redelivery after a
@@ -17,6 +18,11 @@ import (
 // Deduplicator records it before, so a failed attempt's retry would be
 // dropped. The database stays the real guard (idempotency key, attempt
 // compare-and-set); when Redis cannot answer, dedup steps aside.
+//
+// A first delivery (transport.FirstDelivery) is neither checked nor
+// recorded: it cannot have been handled before, and the row its handling
+// writes in Postgres is what catches its redelivery. Redeliveries are
+// checked and recorded, so a message that keeps coming back skips Postgres.
 //
 // The messages handled at the same time share their round trips: the checks
 // and records waiting are sent as one pipeline.
@@ -63,6 +69,9 @@ func (d *dedup) key(uuid string) string { return d.prefix + "handled:" + uuid }
 
 func (d *dedup) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
+		if transport.FirstDelivery(msg) {
+			return h(msg)
+		}
 		if d.calls.Do(dedupCall{key: d.key(msg.UUID)}) {
 			d.metrics.EventsProcessed.WithLabelValues("REDELIVERED").Inc()
 			return nil, nil

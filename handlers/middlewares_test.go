@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/daybook/daybook/deadletter"
+	"github.com/daybook/daybook/transport"
 )
 
 // chained runs h inside the worker's real middleware chain.
@@ -113,6 +114,44 @@ func TestMiddlewares_DedupSkipsAHandledMessageButNotAnUnfinishedOne(t *testing.T
 	_, err = handler(again)
 	require.NoError(t, err)
 	require.Equal(t, int32(2), calls.Load(), "a handled message's redelivery is skipped")
+	require.Equal(t, 1.0, h.processed("REDELIVERED"))
+}
+
+// A first delivery is neither checked nor recorded: it cannot have been
+// handled before, and the row its handling writes in Postgres catches its
+// redelivery. Redeliveries are checked and recorded as before.
+func TestMiddlewares_DedupLeavesFirstDeliveriesToPostgres(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	w := h.newWorker()
+	defer w.breaker.Close()
+	var calls atomic.Int32
+	handler := chained(t, w, func(*message.Message) ([]*message.Message, error) {
+		calls.Add(1)
+		return nil, nil
+	})
+	recorded := func(msg *message.Message) int64 {
+		return h.redis.Exists(context.Background(), w.dedup.key(msg.UUID)).Val()
+	}
+
+	first := newMessage(`{}`)
+	transport.SetFirstDelivery(first, true)
+	_, err := handler(first)
+	require.NoError(t, err)
+	require.Equal(t, int32(1), calls.Load())
+	require.Zero(t, recorded(first), "a first delivery is not recorded")
+
+	redelivered := first.Copy()
+	transport.SetFirstDelivery(redelivered, false)
+	_, err = handler(redelivered)
+	require.NoError(t, err)
+	require.Equal(t, int32(2), calls.Load(), "its redelivery goes on to Postgres")
+	require.EqualValues(t, 1, recorded(first), "a handled redelivery is recorded")
+
+	again := redelivered.Copy()
+	_, err = handler(again)
+	require.NoError(t, err)
+	require.Equal(t, int32(2), calls.Load(), "and the next redelivery is skipped")
 	require.Equal(t, 1.0, h.processed("REDELIVERED"))
 }
 
