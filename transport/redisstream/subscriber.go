@@ -182,18 +182,22 @@ func (s *Subscriber) read(ctx context.Context, stream string, out chan<- *messag
 	}
 }
 
-// claim takes back, every ClaimIdle/2, entries idle for ClaimIdle: those of
-// a consumer that went away, and those whose delivery to this one was lost
-// (Redis recorded it, the reply never came). Entries a consumer of this
-// process holds are left to it: the claim only resets their idle time.
+// claim takes back, at once and then every ClaimIdle/2, entries idle for
+// ClaimIdle: those of a consumer that went away, those a previous run of
+// this one left pending (HandBackPending made them idle long enough), and
+// those whose delivery to this one was lost (Redis recorded it, the reply
+// never came). Entries a consumer of this process holds are left to it: the
+// claim only resets their idle time.
 func (s *Subscriber) claim(ctx context.Context, stream string, out chan<- *message.Message, feeders *sync.WaitGroup) {
 	tick := time.NewTicker(max(s.cfg.ClaimIdle/2, 10*time.Millisecond))
 	defer tick.Stop()
-	for {
-		select {
-		case <-s.closing:
-			return
-		case <-tick.C:
+	for pass := 0; ; pass++ {
+		if pass > 0 {
+			select {
+			case <-s.closing:
+				return
+			case <-tick.C:
+			}
 		}
 		start := "0-0"
 		for {

@@ -297,3 +297,37 @@ func TestSubscriber_CloseLeavesWhatIsInHandPending(t *testing.T) {
 	require.NoError(t, err)
 	require.EqualValues(t, 6, p.Count, "the 4 handled are acknowledged, the 6 in hand stay pending")
 }
+
+// A restart finds at once what its previous run left pending: HandBackPending
+// ages those entries past ClaimIdle, and the first claim pass runs as the
+// subscriber starts, not ClaimIdle/2 later (here half an hour).
+func TestSubscriber_TakesBackWhatItsPreviousRunLeftPendingAtOnce(t *testing.T) {
+	t.Parallel()
+	client, prefix := testredis.New(t)
+	stream := prefix + transport.EventsTopic
+	fillStream(t, client, stream, 10)
+	_, err := EnsureGroup(t.Context(), client, stream, transport.WorkGroup)
+	require.NoError(t, err)
+	// The previous run read 10 entries and stopped without acknowledging them.
+	_, err = client.XReadGroup(t.Context(), &redis.XReadGroupArgs{
+		Group: transport.WorkGroup, Consumer: "worker-1", Streams: []string{stream, ">"}, Count: 10,
+	}).Result()
+	require.NoError(t, err)
+	claimIdle := time.Hour
+	n, err := HandBackPending(t.Context(), client, stream, []string{"worker-1"}, claimIdle+time.Minute)
+	require.NoError(t, err)
+	require.Equal(t, 10, n)
+
+	sub := newTestSubscriber(t, client, SubscriberConfig{Consumer: "worker-1", Batch: 50, ClaimIdle: claimIdle})
+	msgs, err := sub.Subscribe(context.Background(), stream)
+	require.NoError(t, err)
+	for i := range 10 {
+		select {
+		case m := <-msgs:
+			require.False(t, transport.FirstDelivery(m))
+			m.Ack()
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%d of 10 taken back", i)
+		}
+	}
+}
