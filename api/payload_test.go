@@ -132,3 +132,21 @@ func TestGetEventPayload_CorruptedOrMissingSegmentAnswers500(t *testing.T) {
 	p := requireProblem(t, s.get("/events/"+recs[0].ID.String()+"/payload"), http.StatusInternalServerError)
 	require.Equal(t, "the segment holding the payload of event "+recs[0].ID.String()+" is missing from the archive", p.Detail)
 }
+
+// An archive that cannot be read now (here a directory where the segment
+// file was: neither missing nor corrupt) is a 503 to retry, not a 500, and
+// the store's own error stays in the log.
+func TestGetEventPayload_UnreadableArchiveAnswers503WithRetryAfter(t *testing.T) {
+	t.Parallel()
+	s := newServer(t)
+	rec := s.processed(`{"n":1}`)[0]
+	path := s.archive.Path(rec.Archive.Segment)
+	require.NoError(t, os.Remove(path))
+	require.NoError(t, os.Mkdir(path, 0o700))
+
+	r := s.get("/events/" + rec.ID.String() + "/payload")
+	p := requireProblem(t, r, http.StatusServiceUnavailable)
+	require.Equal(t, "cannot read the archive now", p.Detail)
+	require.Equal(t, "1", r.header.Get("Retry-After"))
+	require.NotContains(t, string(r.body), "directory")
+}
