@@ -300,7 +300,9 @@ func TestOutboxRows_AreRelayedByWatermillsOwnForwarder(t *testing.T) {
 		PollInterval:   10 * time.Millisecond,
 	}, logger)
 	require.NoError(t, err)
-	out := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 16}, logger)
+	// Blocking publishes keep the order: gochannel otherwise hands each
+	// message to its subscriber from a goroutine of its own.
+	out := gochannel.NewGoChannel(gochannel.Config{BlockPublishUntilSubscriberAck: true}, logger)
 	defer func() { _ = out.Close() }()
 	published, err := out.Subscribe(ctx, eventstore.LogTopic)
 	require.NoError(t, err)
