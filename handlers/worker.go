@@ -123,7 +123,7 @@ func NewWorker(deps Deps, cfg Config) (*Worker, error) {
 	}
 	events := ingest.NewStore(deps.Pool)
 	dead := deadletter.NewStore(deps.Pool)
-	processor, err := ingest.NewProcessor(deps.Pool, events, deps.Archive, ingest.ProcessorConfig{MaxAttempts: cfg.MaxAttempts})
+	processor, err := ingest.NewProcessor(deps.Pool, events, deps.Archive, ingest.ProcessorConfig{MaxAttempts: cfg.MaxAttempts, Logger: deps.Logger})
 	if err != nil {
 		return nil, err
 	}

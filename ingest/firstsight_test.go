@@ -1,9 +1,11 @@
 package ingest_test
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -143,10 +145,17 @@ func TestProcessDeliveries_FailedFirstSightTransactionFallsBackToTheRecordedPath
 			FOR EACH ROW EXECUTE FUNCTION refuse_completed_insert();`)
 	require.NoError(t, err)
 	a, b := newEvent(t, "clicks", `{"n":1}`), orderEvent(t, "o-9", "paid", time.Now())
+	var logged bytes.Buffer
+	proc, err := ingest.NewProcessor(f.pool, f.store, f.archive, ingest.ProcessorConfig{
+		MaxAttempts: maxAttempts, Logger: slog.New(slog.NewTextHandler(&logged, nil)),
+	})
+	require.NoError(t, err)
 
-	for _, r := range f.proc.ProcessDeliveries(ctx, firsts(a, b)) {
+	for _, r := range proc.ProcessDeliveries(ctx, firsts(a, b)) {
 		require.Equal(t, ingest.BatchResult{Outcome: ingest.OutcomeCompleted}, r)
 	}
+	require.Contains(t, logged.String(), "first-sight transaction failed", "the second round of work is seen")
+	require.Contains(t, logged.String(), "injected fault")
 
 	segments := f.segments(t)
 	require.Len(t, segments, 2, "the failed transaction's segment, and the recorded path's")

@@ -49,6 +49,10 @@ const (
 type ProcessorConfig struct {
 	// MaxAttempts: the attempt with this number is the last one.
 	MaxAttempts int
+	// Logger hears why a first-sight transaction failed (its events then
+	// take the recorded path, which records their own failures); nil
+	// discards it.
+	Logger *slog.Logger
 }
 
 // Processor processes one event exactly once.
@@ -63,6 +67,9 @@ type Processor struct {
 func NewProcessor(pool *pgxpool.Pool, store *Store, archive archive.Store, cfg ProcessorConfig) (*Processor, error) {
 	if cfg.MaxAttempts <= 0 {
 		return nil, errors.New("processor: MaxAttempts must be positive")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Processor{pool: pool, store: store, archive: archive, cfg: cfg}, nil
 }
@@ -343,6 +350,14 @@ func writeEffects(ctx context.Context, tx pgx.Tx, work []task) error {
 	return nil
 }
 
+// firstSightFailed reports a first-sight attempt that failed as a whole: its
+// events are not lost (the recorded path takes them), but each costs a
+// second round of work, which an operator must be able to see.
+func (p *Processor) firstSightFailed(ctx context.Context, events int, err error) {
+	p.cfg.Logger.WarnContext(ctx, "first-sight transaction failed; its events take the recorded path",
+		"events", events, "error", err)
+}
+
 // completeAtFirstSight archives events delivered for the first time and,
 // in one transaction, inserts them COMPLETED with their effects. It reports
 // which it completed; the rest go on to the recorded path, which decides
@@ -374,6 +389,7 @@ func (p *Processor) completeAtFirstSight(ctx context.Context, deliveries []Deliv
 		return completed
 	}
 	if err := p.archiveSegments(ctx, work, lines); err != nil {
+		p.firstSightFailed(ctx, len(work), err)
 		return completed
 	}
 	var inserted []task
@@ -398,6 +414,7 @@ func (p *Processor) completeAtFirstSight(ctx context.Context, deliveries []Deliv
 		return writeEffects(ctx, tx, inserted)
 	})
 	if err != nil {
+		p.firstSightFailed(ctx, len(work), err)
 		return completed
 	}
 	for _, t := range inserted {
