@@ -10,7 +10,7 @@ import (
 	"github.com/daybook/daybook/internal/testdb"
 )
 
-func TestAppendManyTx_AppendsToEveryStreamWithOneOutboxRowPerEvent(t *testing.T) {
+func TestAppendManyTx_AppendsToEveryStreamWithOneOutboxMessageForAll(t *testing.T) {
 	t.Parallel()
 	pool := testdb.New(t)
 	_, err := appendCommitted(t, pool, "s-2", eventstore.ExpectNew, event("t", `{"n":0}`))
@@ -29,7 +29,10 @@ func TestAppendManyTx_AppendsToEveryStreamWithOneOutboxRowPerEvent(t *testing.T)
 	require.Equal(t, int64(2), got[1][0].Version)
 	require.Less(t, got[0][0].Position, got[0][1].Position)
 	require.Equal(t, 4, count(t, pool, "event_log"))
-	require.Equal(t, 4, count(t, pool, "outbox"))
+	require.Equal(t, 4, outboxEvents(t, pool))
+	rows := outboxRows(t, pool)
+	require.Len(t, rows, 2, "the first append's message, then one for the three events of this one")
+	require.Equal(t, "3", rows[1].Envelope.Metadata[eventstore.MetaEventCount])
 }
 
 func TestAppendManyTx_OneStaleStreamFailsTheWholeAppend(t *testing.T) {
@@ -47,5 +50,5 @@ func TestAppendManyTx_OneStaleStreamFailsTheWholeAppend(t *testing.T) {
 	require.ErrorIs(t, err, eventstore.ErrVersionConflict)
 	require.ErrorContains(t, err, "s-2")
 	require.Equal(t, 1, count(t, pool, "event_log"))
-	require.Equal(t, 1, count(t, pool, "outbox"))
+	require.Equal(t, 1, outboxEvents(t, pool))
 }

@@ -125,7 +125,7 @@ func TestAppendTx_WithNoEventsWritesNothing(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, recorded)
 	require.Zero(t, count(t, pool, "event_log"))
-	require.Zero(t, count(t, pool, "outbox"))
+	require.Zero(t, outboxEvents(t, pool))
 }
 
 func TestAppendTx_StaleExpectedVersionConflictsAndWritesNothing(t *testing.T) {
@@ -143,7 +143,7 @@ func TestAppendTx_StaleExpectedVersionConflictsAndWritesNothing(t *testing.T) {
 	}
 
 	require.Equal(t, 2, count(t, pool, "event_log"))
-	require.Equal(t, 2, count(t, pool, "outbox"))
+	require.Equal(t, 2, outboxEvents(t, pool))
 	stored, err := eventstore.ReadStream(t.Context(), pool, "acct-1")
 	require.NoError(t, err)
 	require.Equal(t, []string{"opened", "credited"}, types(stored))
@@ -163,7 +163,7 @@ func TestAppendTx_ExpectedVersionAheadOfTheStreamConflictsAndWritesNothing(t *te
 	require.ErrorIs(t, err, eventstore.ErrVersionConflict)
 
 	require.Equal(t, 1, count(t, pool, "event_log"))
-	require.Equal(t, 1, count(t, pool, "outbox"))
+	require.Equal(t, 1, outboxEvents(t, pool))
 	version, err := eventstore.StreamVersion(t.Context(), pool, "acct-1")
 	require.NoError(t, err)
 	require.EqualValues(t, 1, version)
@@ -215,7 +215,7 @@ func TestAppendTx_TwoTransactionsAppendingVersionOneCommitExactlyOnce(t *testing
 	require.NoError(t, err)
 	require.Len(t, stored, 1)
 	require.JSONEq(t, `{"by":"first"}`, string(stored[0].Data))
-	require.Equal(t, 1, count(t, pool, "outbox"))
+	require.Equal(t, 1, outboxEvents(t, pool))
 }
 
 func TestAppendTx_ConcurrentAppendsAtOneVersionLetExactlyOneWin(t *testing.T) {
@@ -249,7 +249,7 @@ func TestAppendTx_ConcurrentAppendsAtOneVersionLetExactlyOneWin(t *testing.T) {
 	}
 	require.Equal(t, 1, won)
 	require.Equal(t, 2, count(t, pool, "event_log"))
-	require.Equal(t, 2, count(t, pool, "outbox"))
+	require.Equal(t, 2, outboxEvents(t, pool))
 }
 
 func TestAppendTx_RefusesDataThatIsNotJSONAndWritesNothing(t *testing.T) {
@@ -269,7 +269,7 @@ func TestAppendTx_RefusesDataThatIsNotJSONAndWritesNothing(t *testing.T) {
 		})
 	}
 	require.Zero(t, count(t, pool, "event_log"))
-	require.Zero(t, count(t, pool, "outbox"))
+	require.Zero(t, outboxEvents(t, pool))
 
 	// The refusal happens before any SQL, so the transaction stays usable.
 	tx, err := pool.Begin(ctx)
@@ -294,11 +294,11 @@ func TestAppendTx_RolledBackTransactionLeavesNoEventAndNoOutboxRow(t *testing.T)
 	_, err = eventstore.AppendTx(ctx, tx, "s", eventstore.ExpectNew, event("a", `{}`), event("b", `{}`))
 	require.NoError(t, err)
 	require.Equal(t, 2, count(t, tx, "event_log"))
-	require.Equal(t, 2, count(t, tx, "outbox"))
+	require.Equal(t, 2, outboxEvents(t, tx))
 	require.NoError(t, tx.Rollback(ctx))
 
 	require.Zero(t, count(t, pool, "event_log"))
-	require.Zero(t, count(t, pool, "outbox"))
+	require.Zero(t, outboxEvents(t, pool))
 }
 
 func TestEventLog_RefusesUpdateDeleteAndTruncate(t *testing.T) {

@@ -3,8 +3,11 @@ package eventstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -17,12 +20,19 @@ import (
 // outboxTopic is the forwarder's topic; its messages live in table outbox.
 const outboxTopic = "daybook_outbox"
 
-// Metadata keys every log message carries.
+// Metadata keys of a log message. Every message names what it carries:
+// MetaEventTypes (its distinct event types, comma-separated, in log order),
+// MetaEventCount, and the log positions MetaPosition (its first event's)
+// and MetaLastPosition. A message of one event also carries MetaEventType,
+// MetaStreamID, MetaVersion and that event's own metadata.
 const (
-	MetaEventType = "event_type"
-	MetaStreamID  = "stream_id"
-	MetaVersion   = "stream_version"
-	MetaPosition  = "position"
+	MetaEventTypes   = "event_types"
+	MetaEventCount   = "event_count"
+	MetaPosition     = "position"
+	MetaLastPosition = "last_position"
+	MetaEventType    = "event_type"
+	MetaStreamID     = "stream_id"
+	MetaVersion      = "stream_version"
 )
 
 func outboxTable(string) string { return "outbox" }
@@ -57,49 +67,142 @@ func (s unnestQueueSchema) InsertQuery(params wsql.InsertQueryParams) (wsql.Quer
 	}, nil
 }
 
-// LogMessage is the payload published on LogTopic for each appended event.
+// LogMessage is one appended event as it travels on LogTopic.
 type LogMessage struct {
-	EventID    string          `json:"event_id"`
-	StreamID   string          `json:"stream_id"`
-	Version    int64           `json:"stream_version"`
-	Position   int64           `json:"position"`
-	Type       string          `json:"event_type"`
-	Data       json.RawMessage `json:"data"`
-	RecordedAt time.Time       `json:"recorded_at"`
+	EventID    string            `json:"event_id"`
+	StreamID   string            `json:"stream_id"`
+	Version    int64             `json:"stream_version"`
+	Position   int64             `json:"position"`
+	Type       string            `json:"event_type"`
+	Data       json.RawMessage   `json:"data"`
+	Metadata   map[string]string `json:"metadata,omitempty"`
+	RecordedAt time.Time         `json:"recorded_at"`
 }
 
-// publishTx writes one outbox message per recorded event, bound to tx: the
-// publish commits or rolls back with the append.
+// LogBatch is the payload of every message on LogTopic: events of one
+// append, in log order. One message carries many events because a message
+// per event cost the worker, Postgres and Redis more than the events' own
+// writes did (docs/PERFORMANCE.md): one outbox row, one relayed entry and
+// one consumer delivery now serve a whole batch of ingested events.
+type LogBatch struct {
+	Events []LogMessage `json:"events"`
+}
+
+// logMessageMaxBytes bounds one log message's payload, so that it fits an
+// SNS or SQS message (256 KiB with its attributes) and a relay batch stays
+// small. An event larger than this travels alone.
+const logMessageMaxBytes = 128 << 10
+
+// DecodeLog returns the events a log message carries, in log order. It also
+// reads the payload written before messages carried batches (one bare
+// LogMessage), which an outbox or a stream may still hold after an upgrade.
+func DecodeLog(payload []byte) ([]LogMessage, error) {
+	var probe struct {
+		Events  *[]LogMessage `json:"events"`
+		EventID string        `json:"event_id"`
+	}
+	if err := json.Unmarshal(payload, &probe); err != nil {
+		return nil, fmt.Errorf("decode log message: %w", err)
+	}
+	if probe.Events != nil {
+		if len(*probe.Events) == 0 {
+			return nil, errors.New("decode log message: no events")
+		}
+		return *probe.Events, nil
+	}
+	if probe.EventID == "" {
+		return nil, errors.New("decode log message: neither events nor an event id")
+	}
+	var single LogMessage
+	if err := json.Unmarshal(payload, &single); err != nil {
+		return nil, fmt.Errorf("decode log message: %w", err)
+	}
+	return []LogMessage{single}, nil
+}
+
+// LogEventTypes returns the event types a log message's metadata names, and
+// false when it names none (a message written before batches named one
+// type under MetaEventType; one naming nothing must be decoded to be known).
+func LogEventTypes(md message.Metadata) ([]string, bool) {
+	if types := md.Get(MetaEventTypes); types != "" {
+		return strings.Split(types, ","), true
+	}
+	if t := md.Get(MetaEventType); t != "" {
+		return []string{t}, true
+	}
+	return nil, false
+}
+
+// publishTx writes the recorded events to the outbox, bound to tx, so that
+// the publish commits or rolls back with the append: as few log messages as
+// logMessageMaxBytes allows, each a LogBatch of consecutive events.
 func publishTx(ctx context.Context, tx pgx.Tx, recorded []*Recorded) error {
 	pub, err := wsql.NewPublisher(wsql.TxFromPgx(tx), wsql.PublisherConfig{SchemaAdapter: outboxSchema}, watermill.NopLogger{})
 	if err != nil {
 		return fmt.Errorf("outbox publisher: %w", err)
 	}
 	out := forwarder.NewPublisher(pub, forwarder.PublisherConfig{ForwarderTopic: outboxTopic})
-	msgs := make([]*message.Message, len(recorded))
+	encoded := make([][]byte, len(recorded))
 	for i, r := range recorded {
-		payload, err := json.Marshal(LogMessage{
+		if encoded[i], err = json.Marshal(LogMessage{
 			EventID: r.EventID.String(), StreamID: r.StreamID, Version: r.Version, Position: r.Position,
-			Type: r.Type, Data: r.Data, RecordedAt: r.RecordedAt,
-		})
-		if err != nil {
+			Type: r.Type, Data: r.Data, Metadata: r.Metadata, RecordedAt: r.RecordedAt,
+		}); err != nil {
 			return fmt.Errorf("encode log message: %w", err)
 		}
-		msg := message.NewMessage(r.EventID.String(), payload)
-		for k, v := range r.Metadata {
-			msg.Metadata.Set(k, v)
+	}
+	var msgs []*message.Message
+	for start := 0; start < len(recorded); {
+		end, size := start+1, len(encoded[start])
+		for end < len(recorded) && size+1+len(encoded[end]) <= logMessageMaxBytes {
+			size += 1 + len(encoded[end])
+			end++
 		}
-		msg.Metadata.Set(MetaEventType, r.Type)
-		msg.Metadata.Set(MetaStreamID, r.StreamID)
-		msg.Metadata.Set(MetaVersion, strconv.FormatInt(r.Version, 10))
-		msg.Metadata.Set(MetaPosition, strconv.FormatInt(r.Position, 10))
+		msg := logBatchMessage(recorded[start:end], encoded[start:end], size)
 		msg.SetContext(ctx)
-		msgs[i] = msg
+		msgs = append(msgs, msg)
+		start = end
 	}
 	if err := out.Publish(LogTopic, msgs...); err != nil {
 		return fmt.Errorf("write outbox: %w", err)
 	}
 	return nil
+}
+
+// logBatchMessage is one log message of the given events, each already
+// encoded (size bytes with the commas between them). Its uuid is the first
+// event's id, so a message relayed twice is the same message.
+func logBatchMessage(events []*Recorded, encoded [][]byte, size int) *message.Message {
+	const head, tail = `{"events":[`, `]}`
+	payload := make([]byte, 0, len(head)+size+len(tail))
+	payload = append(payload, head...)
+	var types []string
+	for i, e := range encoded {
+		if i > 0 {
+			payload = append(payload, ',')
+		}
+		payload = append(payload, e...)
+		if !slices.Contains(types, events[i].Type) {
+			types = append(types, events[i].Type)
+		}
+	}
+	payload = append(payload, tail...)
+
+	first, last := events[0], events[len(events)-1]
+	msg := message.NewMessage(first.EventID.String(), payload)
+	if len(events) == 1 {
+		for k, v := range first.Metadata {
+			msg.Metadata.Set(k, v)
+		}
+		msg.Metadata.Set(MetaEventType, first.Type)
+		msg.Metadata.Set(MetaStreamID, first.StreamID)
+		msg.Metadata.Set(MetaVersion, strconv.FormatInt(first.Version, 10))
+	}
+	msg.Metadata.Set(MetaEventTypes, strings.Join(types, ","))
+	msg.Metadata.Set(MetaEventCount, strconv.Itoa(len(events)))
+	msg.Metadata.Set(MetaPosition, strconv.FormatInt(first.Position, 10))
+	msg.Metadata.Set(MetaLastPosition, strconv.FormatInt(last.Position, 10))
+	return msg
 }
 
 // Backlog counts outbox messages not yet published.

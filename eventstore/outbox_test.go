@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -54,7 +55,45 @@ func outboxRows(t *testing.T, q eventstore.Querier) []outboxRow {
 	return out
 }
 
-func TestAppendTx_WritesOneOutboxRowPerEventInTheSameTransaction(t *testing.T) {
+// loggedEvents are the events the outbox rows carry, in offset order.
+func loggedEvents(t *testing.T, q eventstore.Querier) []eventstore.LogMessage {
+	t.Helper()
+	var out []eventstore.LogMessage
+	for _, row := range outboxRows(t, q) {
+		events, err := eventstore.DecodeLog(row.Envelope.Payload)
+		require.NoError(t, err)
+		out = append(out, events...)
+	}
+	return out
+}
+
+// outboxEvents counts the events the outbox rows carry.
+func outboxEvents(t *testing.T, q eventstore.Querier) int {
+	t.Helper()
+	return len(loggedEvents(t, q))
+}
+
+// eventIDs are the ids of the events a log message carries.
+func eventIDs(t *testing.T, payload []byte) []string {
+	t.Helper()
+	events, err := eventstore.DecodeLog(payload)
+	require.NoError(t, err)
+	ids := make([]string, len(events))
+	for i, e := range events {
+		ids[i] = e.EventID
+	}
+	return ids
+}
+
+func recordedIDs(recs []eventstore.Recorded) []string {
+	out := make([]string, len(recs))
+	for i, r := range recs {
+		out[i] = r.EventID.String()
+	}
+	return out
+}
+
+func TestAppendTx_WritesOneOutboxMessageInTheSameTransaction(t *testing.T) {
 	t.Parallel()
 	pool := testdb.New(t)
 	ctx := t.Context()
@@ -64,36 +103,45 @@ func TestAppendTx_WritesOneOutboxRowPerEventInTheSameTransaction(t *testing.T) {
 	defer func() { _ = tx.Rollback(context.Background()) }()
 	_, err = eventstore.AppendTx(ctx, tx, "s", eventstore.ExpectNew, event("a", `{}`), event("b", `{}`), event("c", `{}`))
 	require.NoError(t, err)
-	require.Equal(t, 3, count(t, tx, "outbox"))
+	require.Equal(t, 1, count(t, tx, "outbox"), "one message carries the append's events")
+	require.Equal(t, 3, outboxEvents(t, tx))
 	require.Zero(t, count(t, pool, "outbox"), "other sessions see no outbox row before the commit")
 	require.Zero(t, count(t, pool, "event_log"))
 
 	require.NoError(t, tx.Commit(ctx))
-	require.Equal(t, 3, count(t, pool, "outbox"))
+	require.Equal(t, 3, outboxEvents(t, pool))
 	require.Equal(t, 3, count(t, pool, "event_log"))
 }
 
-func TestAppendTx_OutboxRowIsAForwarderEnvelopeForTheLogTopic(t *testing.T) {
+func TestAppendTx_OutboxRowIsAForwarderEnvelopeOfTheAppendsEventsForTheLogTopic(t *testing.T) {
 	t.Parallel()
 	pool := testdb.New(t)
 
 	recorded, err := appendCommitted(t, pool, "order-7", eventstore.ExpectNew,
 		eventstore.NewEvent{Type: "order.placed", Data: json.RawMessage(`{"total":"10.50","items":[1,2]}`), Metadata: map[string]string{"correlation_id": "corr-9"}},
-		event("order.paid", `{"paid":true}`))
+		event("order.paid", `{"paid":true}`), event("order.placed", `{}`))
 	require.NoError(t, err)
 
 	rows := outboxRows(t, pool)
-	require.Len(t, rows, 2)
-	for i, row := range rows {
-		r := recorded[i]
-		require.Equal(t, "daybook.log", eventstore.LogTopic)
-		require.Equal(t, eventstore.LogTopic, row.Envelope.DestinationTopic)
-		require.Equal(t, r.EventID.String(), row.Envelope.UUID, "the published message's uuid is the event id")
-		require.NotEqual(t, row.Envelope.UUID, row.UUID, "the envelope is a message of its own")
-		require.Equal(t, map[string]string{}, row.Metadata)
+	require.Len(t, rows, 1)
+	row := rows[0]
+	require.Equal(t, "daybook.log", eventstore.LogTopic)
+	require.Equal(t, eventstore.LogTopic, row.Envelope.DestinationTopic)
+	require.Equal(t, recorded[0].EventID.String(), row.Envelope.UUID, "the message's uuid is its first event's id")
+	require.NotEqual(t, row.Envelope.UUID, row.UUID, "the envelope is a message of its own")
+	require.Equal(t, map[string]string{}, row.Metadata)
+	require.Equal(t, map[string]string{
+		eventstore.MetaEventTypes:   "order.placed,order.paid",
+		eventstore.MetaEventCount:   "3",
+		eventstore.MetaPosition:     strconv.FormatInt(recorded[0].Position, 10),
+		eventstore.MetaLastPosition: strconv.FormatInt(recorded[2].Position, 10),
+	}, row.Envelope.Metadata)
 
-		var msg eventstore.LogMessage
-		require.NoError(t, json.Unmarshal(row.Envelope.Payload, &msg))
+	events, err := eventstore.DecodeLog(row.Envelope.Payload)
+	require.NoError(t, err)
+	require.Len(t, events, 3)
+	for i, msg := range events {
+		r := recorded[i]
 		require.Equal(t, r.EventID.String(), msg.EventID)
 		require.Equal(t, "order-7", msg.StreamID)
 		require.Equal(t, int64(i+1), msg.Version)
@@ -101,21 +149,110 @@ func TestAppendTx_OutboxRowIsAForwarderEnvelopeForTheLogTopic(t *testing.T) {
 		require.Equal(t, r.Type, msg.Type)
 		require.JSONEq(t, string(r.Data), string(msg.Data))
 		require.True(t, r.RecordedAt.Equal(msg.RecordedAt), "recorded_at %s vs %s", r.RecordedAt, msg.RecordedAt)
+	}
+	require.Equal(t, map[string]string{"correlation_id": "corr-9"}, events[0].Metadata, "each event keeps its own metadata")
+	require.Empty(t, events[1].Metadata)
+}
 
-		want := map[string]string{
-			eventstore.MetaEventType: r.Type,
-			eventstore.MetaStreamID:  "order-7",
-			eventstore.MetaVersion:   strconv.Itoa(i + 1),
-			eventstore.MetaPosition:  strconv.FormatInt(r.Position, 10),
+// A message of one event names it whole in its metadata, as every message
+// did before messages carried batches.
+func TestAppendTx_AMessageOfOneEventNamesItInItsMetadata(t *testing.T) {
+	t.Parallel()
+	pool := testdb.New(t)
+	recorded, err := appendCommitted(t, pool, "acct-1", eventstore.ExpectNew,
+		eventstore.NewEvent{Type: "account.opened", Data: json.RawMessage(`{}`), Metadata: map[string]string{"correlation_id": "c-1"}})
+	require.NoError(t, err)
+	rows := outboxRows(t, pool)
+	require.Len(t, rows, 1)
+	position := strconv.FormatInt(recorded[0].Position, 10)
+	require.Equal(t, map[string]string{
+		"correlation_id":            "c-1",
+		eventstore.MetaEventType:    "account.opened",
+		eventstore.MetaStreamID:     "acct-1",
+		eventstore.MetaVersion:      "1",
+		eventstore.MetaEventTypes:   "account.opened",
+		eventstore.MetaEventCount:   "1",
+		eventstore.MetaPosition:     position,
+		eventstore.MetaLastPosition: position,
+	}, rows[0].Envelope.Metadata)
+}
+
+// Events are packed into messages of at most 128 KiB, in log order, each
+// event in exactly one; an event larger than that travels alone.
+func TestAppendTx_SplitsTheAppendIntoMessagesOfAtMost128KiB(t *testing.T) {
+	t.Parallel()
+	pool := testdb.New(t)
+	blob := func(kib int) string { return fmt.Sprintf(`{"blob":%q}`, strings.Repeat("x", kib<<10)) }
+	events := []eventstore.NewEvent{
+		event("a", blob(40)), event("a", blob(40)), event("a", blob(40)), // 120 KiB and a little: one message
+		event("a", blob(40)), event("a", `{}`), // the next
+		event("big", blob(200)), // alone
+		event("a", `{}`),
+	}
+	recorded, err := appendCommitted(t, pool, "s", eventstore.ExpectNew, events...)
+	require.NoError(t, err)
+
+	rows := outboxRows(t, pool)
+	var counts []int
+	var ids []string
+	for _, row := range rows {
+		got := eventIDs(t, row.Envelope.Payload)
+		counts = append(counts, len(got))
+		ids = append(ids, got...)
+		if len(got) > 1 {
+			require.LessOrEqual(t, len(row.Envelope.Payload), 128<<10)
 		}
-		if i == 0 {
-			want["correlation_id"] = "corr-9"
-		}
-		require.Equal(t, want, row.Envelope.Metadata)
+		require.Equal(t, got[0], row.Envelope.UUID)
+		require.Equal(t, strconv.Itoa(len(got)), row.Envelope.Metadata[eventstore.MetaEventCount])
+	}
+	require.Equal(t, []int{3, 2, 1, 1}, counts)
+	require.Equal(t, recordedIDs(recorded), ids, "each event once, in log order")
+}
+
+// DecodeLog reads both payloads: a batch, and the single event every message
+// carried before (an outbox or a stream may hold such after an upgrade).
+func TestDecodeLog_ReadsBatchesAndTheEarlierSingleEventPayload(t *testing.T) {
+	t.Parallel()
+	single := `{"event_id":"e-1","stream_id":"s","stream_version":1,"position":7,"event_type":"t","data":{"n":1},"recorded_at":"2026-12-03T10:00:00Z"}`
+	events, err := eventstore.DecodeLog([]byte(single))
+	require.NoError(t, err)
+	require.Len(t, events, 1)
+	require.Equal(t, "e-1", events[0].EventID)
+	require.Equal(t, int64(7), events[0].Position)
+	require.JSONEq(t, `{"n":1}`, string(events[0].Data))
+
+	events, err = eventstore.DecodeLog([]byte(`{"events":[` + single + `,` + strings.Replace(single, "e-1", "e-2", 1) + `]}`))
+	require.NoError(t, err)
+	require.Equal(t, []string{"e-1", "e-2"}, []string{events[0].EventID, events[1].EventID})
+
+	for name, bad := range map[string]string{
+		"not json":     `{"events":[`,
+		"empty batch":  `{"events":[]}`,
+		"no event":     `{"position":3}`,
+		"events wrong": `{"events":{"event_id":"e-1"}}`,
+	} {
+		_, err := eventstore.DecodeLog([]byte(bad))
+		require.Error(t, err, name)
 	}
 }
 
-func TestBacklog_CountsOutboxRowsNotYetPublished(t *testing.T) {
+// LogEventTypes reads the types a message names, old and new metadata alike.
+func TestLogEventTypes_ReadsWhatAMessageNames(t *testing.T) {
+	t.Parallel()
+	md := message.Metadata{eventstore.MetaEventTypes: "a,b"}
+	types, named := eventstore.LogEventTypes(md)
+	require.True(t, named)
+	require.Equal(t, []string{"a", "b"}, types)
+
+	types, named = eventstore.LogEventTypes(message.Metadata{eventstore.MetaEventType: "a"})
+	require.True(t, named)
+	require.Equal(t, []string{"a"}, types)
+
+	_, named = eventstore.LogEventTypes(message.Metadata{})
+	require.False(t, named)
+}
+
+func TestBacklog_CountsOutboxMessagesNotYetPublished(t *testing.T) {
 	t.Parallel()
 	pool := testdb.New(t)
 	ctx := t.Context()
@@ -124,8 +261,10 @@ func TestBacklog_CountsOutboxRowsNotYetPublished(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, n)
 
-	_, err = appendCommitted(t, pool, "s", eventstore.ExpectNew, event("a", `{}`), event("b", `{}`), event("c", `{}`))
-	require.NoError(t, err)
+	for i := range 3 {
+		_, err = appendCommitted(t, pool, fmt.Sprintf("s-%d", i), eventstore.ExpectNew, event("a", `{}`), event("b", `{}`))
+		require.NoError(t, err)
+	}
 	n, err = eventstore.Backlog(ctx, pool)
 	require.NoError(t, err)
 	require.EqualValues(t, 3, n)
@@ -138,14 +277,18 @@ func TestBacklog_CountsOutboxRowsNotYetPublished(t *testing.T) {
 	require.EqualValues(t, 2, n)
 }
 
-func TestRelay_PublishesEachAppendedEventToTheLogTopicAndEmptiesTheOutbox(t *testing.T) {
+func TestRelay_PublishesEachAppendsMessageToTheLogTopicAndEmptiesTheOutbox(t *testing.T) {
 	t.Parallel()
 	pool := testdb.New(t)
 	ctx := t.Context()
 	logger := watermill.NopLogger{}
 
-	recorded, err := appendCommitted(t, pool, "s", eventstore.ExpectNew, event("a", `{"n":1}`), event("b", `{"n":2}`))
-	require.NoError(t, err)
+	var recorded [][]eventstore.Recorded
+	for i := range 2 {
+		r, err := appendCommitted(t, pool, fmt.Sprintf("s-%d", i), eventstore.ExpectNew, event("a", `{"n":1}`), event("b", `{"n":2}`))
+		require.NoError(t, err)
+		recorded = append(recorded, r)
+	}
 
 	// Blocking until each message is acked: gochannel otherwise delivers the
 	// messages of one Publish call from goroutines of their own, in any order.
@@ -162,13 +305,14 @@ func TestRelay_PublishesEachAppendedEventToTheLogTopicAndEmptiesTheOutbox(t *tes
 		select {
 		case msg := <-published:
 			msg.Ack()
-			require.Equal(t, recorded[i].EventID.String(), msg.UUID)
-			require.Equal(t, recorded[i].Type, msg.Metadata.Get(eventstore.MetaEventType))
-			var lm eventstore.LogMessage
-			require.NoError(t, json.Unmarshal(msg.Payload, &lm))
-			require.Equal(t, recorded[i].Position, lm.Position)
+			require.Equal(t, recorded[i][0].EventID.String(), msg.UUID)
+			require.Equal(t, "a,b", msg.Metadata.Get(eventstore.MetaEventTypes))
+			events, err := eventstore.DecodeLog(msg.Payload)
+			require.NoError(t, err)
+			require.Len(t, events, 2)
+			require.Equal(t, recorded[i][1].Position, events[1].Position)
 		case <-time.After(10 * time.Second):
-			t.Fatalf("event %d was never published", i)
+			t.Fatalf("message %d was never published", i)
 		}
 	}
 	require.Eventually(t, func() bool {
@@ -181,7 +325,7 @@ func TestRelay_PublishesEachAppendedEventToTheLogTopicAndEmptiesTheOutbox(t *tes
 // failing is set.
 type recordingPublisher struct {
 	mu        sync.Mutex
-	published []string // event ids
+	published []string // the ids of the events the messages carry
 	calls     int
 	failing   bool
 }
@@ -197,7 +341,13 @@ func (p *recordingPublisher) Publish(topic string, msgs ...*message.Message) err
 		return fmt.Errorf("unexpected topic %q", topic)
 	}
 	for _, m := range msgs {
-		p.published = append(p.published, m.UUID)
+		events, err := eventstore.DecodeLog(m.Payload)
+		if err != nil {
+			return err
+		}
+		for _, e := range events {
+			p.published = append(p.published, e.EventID)
+		}
 	}
 	return nil
 }
@@ -211,21 +361,19 @@ func TestRelay_TwoRelaysPublishEveryRowOnceInOffsetOrder(t *testing.T) {
 	t.Parallel()
 	pool := testdb.New(t)
 	var want []string
-	for s := range 4 {
-		events := make([]eventstore.NewEvent, 250)
+	for s := range 200 {
+		events := make([]eventstore.NewEvent, 5)
 		for i := range events {
 			events[i] = event("bench.event", fmt.Sprintf(`{"s":%d,"i":%d}`, s, i))
 		}
 		recorded, err := appendCommitted(t, pool, fmt.Sprintf("s%d", s), eventstore.ExpectNew, events...)
 		require.NoError(t, err)
-		for _, r := range recorded {
-			want = append(want, r.EventID.String())
-		}
+		want = append(want, recordedIDs(recorded)...)
 	}
 	out := &recordingPublisher{}
 	relays := []*eventstore.Relay{
-		eventstore.NewRelay(pool, out, eventstore.RelayConfig{BatchMax: 64}),
-		eventstore.NewRelay(pool, out, eventstore.RelayConfig{BatchMax: 64}),
+		eventstore.NewRelay(pool, out, eventstore.RelayConfig{BatchMax: 16}),
+		eventstore.NewRelay(pool, out, eventstore.RelayConfig{BatchMax: 16}),
 	}
 	var wg sync.WaitGroup
 	for _, r := range relays {
@@ -244,7 +392,7 @@ func TestRelay_TwoRelaysPublishEveryRowOnceInOffsetOrder(t *testing.T) {
 	}
 	wg.Wait()
 	require.Equal(t, want, out.published, "each row once, in the order of the log")
-	require.LessOrEqual(t, out.calls, 1000/64+2+2, "one Publish call per batch")
+	require.LessOrEqual(t, out.calls, 200/16+2+2, "one Publish call per batch")
 	n, err := eventstore.Backlog(t.Context(), pool)
 	require.NoError(t, err)
 	require.Zero(t, n)
@@ -255,12 +403,16 @@ func TestRelay_TwoRelaysPublishEveryRowOnceInOffsetOrder(t *testing.T) {
 func TestRelay_FailedPublishKeepsTheBatchForTheNextRun(t *testing.T) {
 	t.Parallel()
 	pool := testdb.New(t)
-	recorded, err := appendCommitted(t, pool, "s", eventstore.ExpectNew, event("a", `{}`), event("b", `{}`), event("c", `{}`))
-	require.NoError(t, err)
+	var want []string
+	for i := range 3 {
+		recorded, err := appendCommitted(t, pool, fmt.Sprintf("s-%d", i), eventstore.ExpectNew, event("a", `{}`), event("b", `{}`))
+		require.NoError(t, err)
+		want = append(want, recordedIDs(recorded)...)
+	}
 	out := &recordingPublisher{failing: true}
 	relay := eventstore.NewRelay(pool, out, eventstore.RelayConfig{BatchMax: 2})
 
-	_, err = relay.RunOnce(t.Context())
+	_, err := relay.RunOnce(t.Context())
 	require.ErrorContains(t, err, "broker down")
 	n, err := eventstore.Backlog(t.Context(), pool)
 	require.NoError(t, err)
@@ -274,7 +426,7 @@ func TestRelay_FailedPublishKeepsTheBatchForTheNextRun(t *testing.T) {
 			break
 		}
 	}
-	require.Equal(t, []string{recorded[0].EventID.String(), recorded[1].EventID.String(), recorded[2].EventID.String()}, out.published)
+	require.Equal(t, want, out.published)
 }
 
 // The outbox rows are watermill's own: watermill-sql's subscriber reads them
@@ -284,12 +436,12 @@ func TestOutboxRows_AreRelayedByWatermillsOwnForwarder(t *testing.T) {
 	t.Parallel()
 	pool := testdb.New(t)
 	ctx := t.Context()
-	var recorded []eventstore.Recorded
+	var recorded [][]eventstore.Recorded
 	for i := range 3 {
 		r, err := appendCommitted(t, pool, fmt.Sprintf("stream-%d", i), eventstore.ExpectNew,
 			event("a", fmt.Sprintf(`{"n":%d}`, i)), event("b", fmt.Sprintf(`{"n":%d}`, i)))
 		require.NoError(t, err)
-		recorded = append(recorded, r...)
+		recorded = append(recorded, r)
 	}
 
 	logger := watermill.NopLogger{}
@@ -315,16 +467,39 @@ func TestOutboxRows_AreRelayedByWatermillsOwnForwarder(t *testing.T) {
 	for i, r := range recorded {
 		select {
 		case msg := <-published:
-			require.Equal(t, r.EventID.String(), msg.UUID, "message %d in log order", i)
-			var lm eventstore.LogMessage
-			require.NoError(t, json.Unmarshal(msg.Payload, &lm))
-			require.Equal(t, r.Position, lm.Position)
-			require.JSONEq(t, string(r.Data), string(lm.Data))
+			require.Equal(t, r[0].EventID.String(), msg.UUID, "message %d in log order", i)
+			events, err := eventstore.DecodeLog(msg.Payload)
+			require.NoError(t, err)
+			require.Len(t, events, len(r))
+			for k := range r {
+				require.Equal(t, r[k].Position, events[k].Position)
+				require.JSONEq(t, string(r[k].Data), string(events[k].Data))
+			}
 			msg.Ack()
 		case <-time.After(10 * time.Second):
-			t.Fatalf("watermill's forwarder published %d of %d events", i, len(recorded))
+			t.Fatalf("watermill's forwarder published %d of %d messages", i, len(recorded))
 		}
 	}
 	require.Eventually(t, func() bool { return count(t, pool, "outbox") == 0 }, 10*time.Second, 20*time.Millisecond,
 		"every row deleted once forwarded")
+}
+
+// An outbox row carries up to 128 KiB of events: Postgres compresses its
+// payload with lz4 where the server has it (migration 0008).
+func TestOutbox_PayloadIsCompressedWithLZ4(t *testing.T) {
+	t.Parallel()
+	pool := testdb.New(t)
+	ctx := t.Context()
+	if _, err := pool.Exec(ctx, `CREATE TEMP TABLE lz4_probe (x text COMPRESSION lz4)`); err != nil {
+		t.Skipf("this server has no lz4: %v", err)
+	}
+	var method string
+	require.NoError(t, pool.QueryRow(ctx, `SELECT attcompression::text FROM pg_attribute
+		WHERE attrelid = 'outbox'::regclass AND attname = 'payload'`).Scan(&method))
+	require.Equal(t, "l", method)
+
+	_, err := appendCommitted(t, pool, "s", eventstore.ExpectNew, event("a", fmt.Sprintf(`{"blob":%q}`, strings.Repeat("ab", 20_000))))
+	require.NoError(t, err)
+	require.NoError(t, pool.QueryRow(ctx, `SELECT pg_column_compression(payload) FROM outbox`).Scan(&method))
+	require.Equal(t, "lz4", method)
 }

@@ -14,7 +14,8 @@ import (
 
 // RelayConfig configures the outbox relay.
 type RelayConfig struct {
-	// BatchMax bounds the rows one transaction publishes and deletes (default 500).
+	// BatchMax bounds the rows one transaction publishes and deletes (default
+	// 100: a row is a log message of up to 128 KiB).
 	BatchMax int
 	Logger   *slog.Logger
 }
@@ -45,7 +46,7 @@ type Relay struct {
 // NewRelay returns a relay publishing through out.
 func NewRelay(pool *pgxpool.Pool, out message.Publisher, cfg RelayConfig) *Relay {
 	if cfg.BatchMax <= 0 {
-		cfg.BatchMax = 500
+		cfg.BatchMax = 100
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

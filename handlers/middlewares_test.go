@@ -155,7 +155,9 @@ func TestMiddlewares_DedupLeavesFirstDeliveriesToPostgres(t *testing.T) {
 	require.Equal(t, 1.0, h.processed("REDELIVERED"))
 }
 
-func TestWorker_TrimsAcknowledgedEntriesFromTheWorkStream(t *testing.T) {
+// Both streams are trimmed of what every group acknowledged: the work
+// stream, and the log stream once the projector has read it.
+func TestWorker_TrimsAcknowledgedEntriesFromTheWorkAndLogStreams(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.trimInterval = 100 * time.Millisecond
@@ -165,7 +167,13 @@ func TestWorker_TrimsAcknowledgedEntriesFromTheWorkStream(t *testing.T) {
 		h.enqueue(e)
 		defer h.waitStatus(e.ID, "COMPLETED", 10*time.Second)
 	}
+	ctx := context.Background()
+	logStream := h.topics.Named("daybook.log")
 	require.Eventually(t, func() bool {
-		return h.redis.XLen(context.Background(), h.topics.Events()).Val() == 0
+		return h.redis.XLen(ctx, h.topics.Events()).Val() == 0
 	}, 10*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool {
+		info, err := h.redis.XInfoStream(ctx, logStream).Result()
+		return err == nil && info.EntriesAdded > 0 && info.Length == 0
+	}, 10*time.Second, 50*time.Millisecond, "log messages were published, read and trimmed")
 }

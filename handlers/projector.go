@@ -1,8 +1,8 @@
 package handlers
 
 import (
-	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
@@ -30,24 +30,32 @@ func (w *Worker) addProjector(router *message.Router) error {
 	return nil
 }
 
-// project applies one log event to the asynchronous projections.
+// project applies the events of one log message to the asynchronous
+// projections. A message names the types it carries: most (the ingest
+// log's) concern no projection and need not be decoded. Each event is
+// applied once however often its message comes, so a message that fails
+// midway is simply retried.
 func (w *Worker) project(msg *message.Message) error {
-	// Every log message names its type in its metadata: most (the ingest
-	// log's) concern no projection and need not be decoded. One without
-	// the name is decoded and checked as before.
-	if t := msg.Metadata.Get(eventstore.MetaEventType); t != "" && !projections.DailyTotalsWants(t) {
+	if types, named := eventstore.LogEventTypes(msg.Metadata); named && !slices.ContainsFunc(types, projections.DailyTotalsWants) {
 		return nil
 	}
-	var lm eventstore.LogMessage
-	if err := json.Unmarshal(msg.Payload, &lm); err != nil {
+	events, err := eventstore.DecodeLog(msg.Payload)
+	if err != nil {
 		return fmt.Errorf("log message %s: %w", msg.UUID, err)
 	}
-	id, err := uuid.Parse(lm.EventID)
-	if err != nil {
-		return fmt.Errorf("log message %s: event id: %w", msg.UUID, err)
+	for _, lm := range events {
+		if !projections.DailyTotalsWants(lm.Type) {
+			continue
+		}
+		id, err := uuid.Parse(lm.EventID)
+		if err != nil {
+			return fmt.Errorf("log message %s: event id: %w", msg.UUID, err)
+		}
+		if _, err := projections.ApplyDailyTotals(msg.Context(), w.deps.Pool, projections.LogEvent{
+			EventID: id, Position: lm.Position, Type: lm.Type, Data: lm.Data, RecordedAt: lm.RecordedAt,
+		}); err != nil {
+			return err
+		}
 	}
-	_, err = projections.ApplyDailyTotals(msg.Context(), w.deps.Pool, projections.LogEvent{
-		EventID: id, Position: lm.Position, Type: lm.Type, Data: lm.Data, RecordedAt: lm.RecordedAt,
-	})
-	return err
+	return nil
 }

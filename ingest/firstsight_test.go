@@ -36,8 +36,9 @@ func completedAtFirstSight(t *testing.T, f *fixture, id uuid.UUID) bool {
 }
 
 // A batch of first deliveries is stored COMPLETED by the transaction that
-// processes it, with every effect of the recorded path: one log entry and
-// one outbox row each, the orders projection, and a pointer into one segment.
+// processes it, with every effect of the recorded path: one log entry each,
+// carried by the batch's one outbox message, the orders projection, and a
+// pointer into one segment.
 func TestProcessDeliveries_FirstDeliveriesAreStoredCompletedWithAllTheirEffects(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -60,7 +61,8 @@ func TestProcessDeliveries_FirstDeliveriesAreStoredCompletedWithAllTheirEffects(
 		require.JSONEq(t, string(e.Payload), string(f.archived(t, e.ID).Payload))
 		require.Equal(t, 1, logRows(t, f.pool, e.ID))
 	}
-	require.Equal(t, len(batch), count(t, f.pool, `SELECT count(*) FROM outbox`))
+	require.Equal(t, len(batch), count(t, f.pool, countOutboxEvents))
+	require.Equal(t, 1, count(t, f.pool, `SELECT count(*) FROM outbox`), "one log message carries the batch")
 	require.Equal(t, 1, count(t, f.pool, `SELECT count(*) FROM event_log
 		WHERE stream_id = $1 AND metadata->>'correlation_id' = 'corr-1'`, "ingest-"+clicks.ID.String()))
 	order, ok, err := projections.GetOrder(ctx, f.pool, "o-1")
@@ -169,7 +171,7 @@ func TestProcessDeliveries_FailedFirstSightTransactionFallsBackToTheRecordedPath
 		require.JSONEq(t, string(e.Payload), string(f.archived(t, e.ID).Payload))
 		require.Equal(t, 1, logRows(t, f.pool, e.ID))
 	}
-	require.Equal(t, 2, count(t, f.pool, `SELECT count(*) FROM outbox`))
+	require.Equal(t, 2, count(t, f.pool, countOutboxEvents))
 	require.Equal(t, 1, count(t, f.pool, `SELECT count(*) FROM orders WHERE order_id = 'o-9'`))
 }
 

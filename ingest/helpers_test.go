@@ -115,6 +115,11 @@ func count(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) int {
 	return n
 }
 
+// countOutboxEvents counts the events the outbox's log messages carry: each
+// row is watermill's forwarder envelope, its base64 payload the events.
+const countOutboxEvents = `SELECT count(*) FROM outbox o,
+	json_array_elements(convert_from(decode(o.payload->>'payload', 'base64'), 'UTF8')::json -> 'events')`
+
 func logRows(t *testing.T, pool *pgxpool.Pool, id uuid.UUID) int {
 	t.Helper()
 	return count(t, pool, `SELECT count(*) FROM event_log WHERE stream_id = $1`, "ingest-"+id.String())

@@ -170,7 +170,7 @@ func TestProcessor_OrderUpdateIsCompletedWithAllItsEffects(t *testing.T) {
 	require.True(t, e.OccurredAt.Equal(order.OccurredAt))
 	require.Equal(t, 1, count(t, f.pool, `SELECT count(*) FROM orders`))
 
-	require.Equal(t, 1, count(t, f.pool, `SELECT count(*) FROM outbox`))
+	require.Equal(t, 1, count(t, f.pool, countOutboxEvents))
 	var destination string
 	require.NoError(t, f.pool.QueryRow(ctx, `SELECT payload->>'destination_topic' FROM outbox`).Scan(&destination))
 	require.Equal(t, eventstore.LogTopic, destination)
@@ -213,7 +213,7 @@ func TestProcessor_SameEventAgainIsSkippedAndLoggedOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, ingest.OutcomeSkipped, outcome)
 	require.Equal(t, 1, logRows(t, f.pool, e.ID))
-	require.Equal(t, 1, count(t, f.pool, `SELECT count(*) FROM outbox`))
+	require.Equal(t, 1, count(t, f.pool, countOutboxEvents))
 	rec := f.record(t, e.ID)
 	require.Equal(t, ingest.StatusCompleted, rec.Status)
 	require.Equal(t, 1, rec.Attempts)
@@ -289,7 +289,7 @@ func TestProcessor_RuleViolationFailsPermanentlyAtOnce(t *testing.T) {
 	}
 	require.Zero(t, count(t, f.pool, `SELECT count(*) FROM event_log`))
 	require.Zero(t, count(t, f.pool, `SELECT count(*) FROM orders`))
-	require.Zero(t, count(t, f.pool, `SELECT count(*) FROM outbox`))
+	require.Zero(t, count(t, f.pool, countOutboxEvents))
 	require.Empty(t, f.segments(t), "nothing is archived of an event that breaks a rule")
 }
 
@@ -344,7 +344,7 @@ func TestProcessor_ArchiveFailureIsRetriedThenFailsOnTheLastAttempt(t *testing.T
 
 	require.Zero(t, count(t, f.pool, `SELECT count(*) FROM event_log`))
 	require.Zero(t, count(t, f.pool, `SELECT count(*) FROM orders`))
-	require.Zero(t, count(t, f.pool, `SELECT count(*) FROM outbox`))
+	require.Zero(t, count(t, f.pool, countOutboxEvents))
 
 	// Once the archive is back, a replay processes it from attempt 1.
 	f.fixArchive(t)
@@ -442,7 +442,7 @@ func TestProcessor_FiftyConcurrentProcessesOfOneEventCompleteItOnce(t *testing.T
 	require.Equal(t, 1, rec.Attempts)
 	require.Equal(t, 1, count(t, f.pool, `SELECT count(*) FROM event_log`))
 	require.Equal(t, 1, count(t, f.pool, `SELECT count(*) FROM orders`))
-	require.Equal(t, 1, count(t, f.pool, `SELECT count(*) FROM outbox`))
+	require.Equal(t, 1, count(t, f.pool, countOutboxEvents))
 }
 
 func TestProcessor_LateOlderOrderUpdateDoesNotOverwriteANewerOne(t *testing.T) {
@@ -499,7 +499,7 @@ func TestProcessor_AttemptRescuedWhileRunningCommitsNothingAndIsSkipped(t *testi
 	require.Equal(t, rowState{ingest.StatusPending, 1, 0}, stateOf(t, f.pool, e.ID))
 	require.Zero(t, count(t, f.pool, `SELECT count(*) FROM event_log`))
 	require.Zero(t, count(t, f.pool, `SELECT count(*) FROM orders`))
-	require.Zero(t, count(t, f.pool, `SELECT count(*) FROM outbox`))
+	require.Zero(t, count(t, f.pool, countOutboxEvents))
 
 	outcome, err = f.proc.Process(ctx, e)
 	require.NoError(t, err)
@@ -534,7 +534,7 @@ func TestProcessor_AttemptOvertakenByAnotherThatCompletedIsSkipped(t *testing.T)
 	require.Equal(t, ingest.OutcomeSkipped, outcome)
 	require.Equal(t, rowState{ingest.StatusCompleted, 2, 0}, stateOf(t, f.pool, e.ID))
 	require.Equal(t, 1, logRows(t, f.pool, e.ID))
-	require.Equal(t, 1, count(t, f.pool, `SELECT count(*) FROM outbox`))
+	require.Equal(t, 1, count(t, f.pool, countOutboxEvents))
 }
 
 // A last attempt that fails after the event was taken from it must not report

@@ -33,11 +33,13 @@ type Config struct {
 	// SlotLeaseTTL is how long a crashed process's slot stays taken (default 15s).
 	SlotLeaseTTL time.Duration
 	// TrimInterval is how often acknowledged entries are trimmed from the
-	// work stream (default 1m); GroupCheckInterval how often lost consumer
-	// groups are looked for (default 5s).
+	// work and log streams (default 1m); GroupCheckInterval how often lost
+	// consumer groups are looked for (default 5s).
 	TrimInterval       time.Duration
 	GroupCheckInterval time.Duration
-	// LogMaxLen bounds the event log's stream (default 1,000,000).
+	// LogMaxLen bounds the event log's stream (default 100,000 messages, each
+	// up to 128 KiB): a backstop for a group that stops reading, since
+	// what every group acknowledged is trimmed anyway.
 	LogMaxLen int64
 	Logger    *slog.Logger
 }
@@ -53,7 +55,7 @@ func (c *Config) setDefaults() {
 		c.GroupCheckInterval = 5 * time.Second
 	}
 	if c.LogMaxLen == 0 {
-		c.LogMaxLen = 1_000_000
+		c.LogMaxLen = 100_000
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -204,10 +206,12 @@ func (t *Transport) Depth(ctx context.Context) (int64, error) {
 // Redrivable is 0: there is no wire dead-letter queue to move from.
 func (t *Transport) Redrivable(context.Context) (int64, error) { return 0, nil }
 
-// Services trim the work stream and recreate the consumer groups Redis lost.
+// Services trim the work and log streams and recreate the consumer groups
+// Redis lost.
 func (t *Transport) Services() []transport.Service {
 	return []transport.Service{
 		newTrimmer(t.client, t.cfg.Topics.Events(), t.cfg.TrimInterval, t.cfg.Logger),
+		newTrimmer(t.client, t.cfg.Topics.Named(transport.LogTopic), t.cfg.TrimInterval, t.cfg.Logger),
 		newGroupKeeper(t.client, t.consumedGroups, t.cfg.GroupCheckInterval, t.cfg.Logger),
 	}
 }

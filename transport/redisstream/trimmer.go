@@ -10,8 +10,9 @@ import (
 	"github.com/daybook/daybook/internal/periodic"
 )
 
-// trimmer removes work-stream entries every consumer group has finished
-// with: the producer never trims (a cap would drop unprocessed messages).
+// trimmer removes a stream's entries every consumer group has finished
+// with: the work stream's producer never trims (a cap would drop
+// unprocessed messages), and the log stream's cap is only a backstop.
 // Redis Streams only: SQS deletes acknowledged messages itself.
 type trimmer struct {
 	periodic.Loop
@@ -29,7 +30,7 @@ func newTrimmer(rdb redis.UniversalClient, stream string, interval time.Duration
 func (t *trimmer) runOnce(ctx context.Context) (int64, error) {
 	n, err := TrimAcknowledged(ctx, t.redis, t.stream)
 	if err != nil && ctx.Err() == nil {
-		t.logger.Warn("trim work stream", "error", err)
+		t.logger.Warn("trim stream", "stream", t.stream, "error", err)
 	}
 	return n, err
 }
