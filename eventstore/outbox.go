@@ -97,27 +97,24 @@ const logMessageMaxBytes = 128 << 10
 // reads the payload written before messages carried batches (one bare
 // LogMessage), which an outbox or a stream may still hold after an upgrade.
 func DecodeLog(payload []byte) ([]LogMessage, error) {
-	var probe struct {
-		Events  *[]LogMessage `json:"events"`
-		EventID string        `json:"event_id"`
+	// One decode reads either shape: a batch fills Events, a bare event the
+	// embedded fields.
+	var either struct {
+		Events *[]LogMessage `json:"events"`
+		LogMessage
 	}
-	if err := json.Unmarshal(payload, &probe); err != nil {
+	if err := json.Unmarshal(payload, &either); err != nil {
 		return nil, fmt.Errorf("decode log message: %w", err)
 	}
-	if probe.Events != nil {
-		if len(*probe.Events) == 0 {
-			return nil, errors.New("decode log message: no events")
-		}
-		return *probe.Events, nil
-	}
-	if probe.EventID == "" {
+	switch {
+	case either.Events != nil && len(*either.Events) > 0:
+		return *either.Events, nil
+	case either.Events != nil:
+		return nil, errors.New("decode log message: no events")
+	case either.EventID == "":
 		return nil, errors.New("decode log message: neither events nor an event id")
 	}
-	var single LogMessage
-	if err := json.Unmarshal(payload, &single); err != nil {
-		return nil, fmt.Errorf("decode log message: %w", err)
-	}
-	return []LogMessage{single}, nil
+	return []LogMessage{either.LogMessage}, nil
 }
 
 // LogEventTypes returns the event types a log message's metadata names, and
