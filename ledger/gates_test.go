@@ -2,6 +2,8 @@ package ledger
 
 import (
 	"context"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,8 +19,23 @@ func (g *gates) users(key string) int {
 	return 0
 }
 
+// waitingInEnter counts the goroutines blocked in gates.enter's select: a
+// caller counted in users may not have reached its channel send yet, and
+// only the order of the sends is the order of admission.
+func waitingInEnter() int {
+	buf := make([]byte, 1<<20)
+	n := 0
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, "[select") && strings.Contains(g, "ledger.(*gates).enter(") {
+			n++
+		}
+	}
+	return n
+}
+
+// Not parallel: waitingInEnter sees every goroutine of the package, and no
+// parallel test runs beside a test that is not.
 func TestGates_AdmitOneAtATimeInArrivalOrderAndForgetIdleKeys(t *testing.T) {
-	t.Parallel()
 	g := &gates{byKey: map[string]*gate{}}
 	ctx := t.Context()
 	far := time.Now().Add(time.Minute)
@@ -38,8 +55,8 @@ func TestGates_AdmitOneAtATimeInArrivalOrderAndForgetIdleKeys(t *testing.T) {
 			order <- i
 			leave()
 		}()
-		// Each waiter is queued before the next one starts.
-		require.Eventually(t, func() bool { return g.users("k") == i+2 }, 10*time.Second, time.Millisecond)
+		// Each waiter is queued on the gate's channel before the next one starts.
+		require.Eventually(t, func() bool { return g.users("k") == i+2 && waitingInEnter() == i+1 }, 10*time.Second, time.Millisecond)
 	}
 
 	// A caller whose deadline passes while the gate is taken is turned away.
